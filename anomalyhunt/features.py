@@ -1,0 +1,112 @@
+"""The per-event feature table shared by every reader and processor.
+
+One row per event, jets ordered by mass (j1 is the lighter jet), GeV and radians.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+JET_COLUMNS = ("pt", "eta", "phi", "m", "tau1", "tau2", "tau3", "n_const")
+
+#: Columns of the feature table in their canonical order.
+FEATURE_COLUMNS = (
+    "event", "mjj", "mj1", "mj2", "delta_mj",
+    "tau1_j1", "tau2_j1", "tau3_j1", "tau21_j1", "tau32_j1",
+    "tau1_j2", "tau2_j2", "tau3_j2", "tau21_j2", "tau32_j2",
+    "pt_j1", "eta_j1", "phi_j1", "pt_j2", "eta_j2", "phi_j2",
+    "delta_r", "n_const_j1", "n_const_j2", "label",
+)  # fmt: skip
+
+#: Columns that identify an event or its truth and must never be classifier inputs.
+NON_INPUT_COLUMNS = ("event", "label", "mjj", "source")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    # A jet with tau_N = 0 (too few constituents) is maximally "N-prong-like": ratio 0, never NaN.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def dijet_table(
+    jet_a: Mapping[str, np.ndarray],
+    jet_b: Mapping[str, np.ndarray],
+    label: np.ndarray | float | None = None,
+    event: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Build the feature table from the two leading jets, given in any order.
+
+    ``jet_a``/``jet_b`` map ``pt eta phi m tau1 tau2 tau3`` (and optionally ``n_const``) to arrays of equal length.
+    The jets are reordered (with their substructure) so that j1 is the lighter jet.
+    """
+    n = len(np.asarray(jet_a["pt"]))
+    a = {k: np.asarray(jet_a.get(k, np.full(n, -1)), dtype=np.float64) for k in JET_COLUMNS}
+    b = {k: np.asarray(jet_b.get(k, np.full(n, -1)), dtype=np.float64) for k in JET_COLUMNS}
+    swap = a["m"] > b["m"]
+    j1 = {k: np.where(swap, b[k], a[k]) for k in JET_COLUMNS}
+    j2 = {k: np.where(swap, a[k], b[k]) for k in JET_COLUMNS}
+
+    def p4(j: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        px, py = j["pt"] * np.cos(j["phi"]), j["pt"] * np.sin(j["phi"])
+        pz = j["pt"] * np.sinh(j["eta"])
+        e = np.sqrt(px**2 + py**2 + pz**2 + j["m"] ** 2)
+        return e, px, py, pz
+
+    e1, x1, y1, z1 = p4(j1)
+    e2, x2, y2, z2 = p4(j2)
+    mjj = np.sqrt(np.maximum((e1 + e2) ** 2 - (x1 + x2) ** 2 - (y1 + y2) ** 2 - (z1 + z2) ** 2, 0.0))
+    dphi = (j1["phi"] - j2["phi"] + np.pi) % (2 * np.pi) - np.pi
+    cols = {
+        "event": np.arange(n, dtype=np.int64) if event is None else np.asarray(event, dtype=np.int64),
+        "mjj": mjj,
+        "mj1": j1["m"],
+        "mj2": j2["m"],
+        "delta_mj": j2["m"] - j1["m"],
+    }
+    for tag, j in (("j1", j1), ("j2", j2)):
+        cols[f"tau1_{tag}"], cols[f"tau2_{tag}"], cols[f"tau3_{tag}"] = j["tau1"], j["tau2"], j["tau3"]
+        cols[f"tau21_{tag}"] = _ratio(j["tau2"], j["tau1"])
+        cols[f"tau32_{tag}"] = _ratio(j["tau3"], j["tau2"])
+    for tag, j in (("j1", j1), ("j2", j2)):
+        cols[f"pt_{tag}"], cols[f"eta_{tag}"], cols[f"phi_{tag}"] = j["pt"], j["eta"], j["phi"]
+    cols["delta_r"] = np.hypot(j1["eta"] - j2["eta"], dphi)
+    cols["n_const_j1"] = j1["n_const"].astype(np.int64)
+    cols["n_const_j2"] = j2["n_const"].astype(np.int64)
+    if label is None:
+        cols["label"] = np.full(n, -1, dtype=np.int64)  # -1: data, truth unknown
+    else:
+        cols["label"] = np.broadcast_to(np.asarray(label), (n,)).astype(np.int64)
+    return pd.DataFrame(cols, columns=list(FEATURE_COLUMNS))
+
+
+def load_feature_table(path: str | Path) -> pd.DataFrame:
+    """Load a feature table: a processor output directory (``OUT/<dataset>/features/*.parquet``, or a directory of
+    such datasets), a single Parquet file, or an LHCO v2 high-level features HDF5 file."""
+    from .errors import InputError
+
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("features/*.parquet")) or sorted(p.glob("*.parquet")) or sorted(
+            p.glob("*/features/*.parquet")
+        )
+        if not files:
+            raise InputError(p, "no feature Parquet files found (expected features/*.parquet from `anomalyhunt process`)")
+        frames = []
+        for f in files:
+            df = pd.read_parquet(f)
+            df["source"] = f.parent.parent.name
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+    if not p.exists():
+        raise InputError(p, "file does not exist")
+    if p.suffix == ".parquet":
+        return pd.read_parquet(p)
+    if p.suffix in (".h5", ".hdf5", ".hdf"):
+        from .io.lhco import read_lhco_features
+
+        return read_lhco_features(p)
+    raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")

@@ -1,0 +1,1 @@
+"""Readers and writers for the input formats (LHC Olympics HDF5, NanoAOD-like ROOT)."""

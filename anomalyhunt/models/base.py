@@ -1,0 +1,81 @@
+"""One interface per kind of model.
+
+* :class:`TemplateGenerator` learns p(x | m) from data and samples a background template at given masses.
+* :class:`Discriminator` is a (weakly) supervised classifier that scores events.
+Both keep everything needed to restore them in a plain ``state_dict`` plus a JSON-able ``config``.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ..registry import Registry
+
+GENERATORS: Registry[type["TemplateGenerator"]] = Registry("template generator", "anomalyhunt.models")
+DISCRIMINATORS: Registry[type["Discriminator"]] = Registry("discriminator", "anomalyhunt.models")
+
+
+class TemplateGenerator(abc.ABC):
+    """Learns the background density p(x | m) and samples a template.
+
+    ``trains_on`` tells the pipeline which events to fit on: ``"sidebands"`` (CATHODE, DRAPES) or ``"all"``
+    (SIGMA, which handles the signal region itself, e.g. by interpolation).
+    """
+
+    trains_on: ClassVar[Literal["sidebands", "all"]] = "sidebands"
+
+    def __init__(self, **config: Any) -> None:
+        self.config = dict(config)
+
+    @abc.abstractmethod
+    def fit(
+        self,
+        x: np.ndarray,
+        m: np.ndarray,
+        x_val: np.ndarray | None = None,
+        m_val: np.ndarray | None = None,
+    ) -> "TemplateGenerator":
+        """Fit on features ``x`` (n, d) conditioned on masses ``m`` (n,)."""
+
+    @abc.abstractmethod
+    def sample(self, m: np.ndarray, *, region: tuple[float, float] | None = None, seed: int = 0) -> np.ndarray:
+        """One template event per mass in ``m``; ``region`` is the SR the template is for (used by interpolating
+        methods)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned (tensors/arrays), restorable by :meth:`load_state_dict`."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def save(self, path: str | Path) -> None:
+        import torch
+
+        torch.save({"class": type(self).__name__, "config": self.config, "state": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TemplateGenerator":
+        import torch
+
+        blob = torch.load(path, weights_only=False)
+        obj = cls(**blob["config"])
+        obj.load_state_dict(blob["state"])
+        return obj
+
+
+class Discriminator(abc.ABC):
+    """A classifier: ``fit(x, y, sample_weight)`` then ``score(x)`` (higher = more signal-like)."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = dict(config)
+
+    @abc.abstractmethod
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Discriminator": ...
+
+    @abc.abstractmethod
+    def score(self, x: np.ndarray) -> np.ndarray: ...
