@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 GENERATORS: Registry[type["TemplateGenerator"]] = Registry("template generator", "anomalyhunt.models")
@@ -27,9 +28,39 @@ class TemplateGenerator(abc.ABC):
     """
 
     trains_on: ClassVar[Literal["sidebands", "all"]] = "sidebands"
+    #: Every configuration key with its default (CPU-sized); empty means "accept anything" (no validation).
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: Named configurations, e.g. ``"paper"``: the published full-size (GPU) setup; see :meth:`from_preset`.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **config: Any) -> None:
         self.config = dict(config)
+
+    @classmethod
+    def resolve_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``DEFAULTS`` updated with ``config``; an unknown key is a :class:`ConfigError` (catches typos)."""
+        if not cls.DEFAULTS:
+            return dict(config)
+        unknown = sorted(set(config) - set(cls.DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown config key(s) {unknown}; known keys: {sorted(cls.DEFAULTS)}"
+            )
+        return {**cls.DEFAULTS, **config}
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TemplateGenerator":
+        """An instance configured with ``PRESETS[name]`` updated by ``overrides``."""
+        if name not in cls.PRESETS:
+            raise ConfigError(f"{cls.__name__}: unknown preset {name!r}; available: {sorted(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def condition_on_region(self, x_sr: np.ndarray, m_sr: np.ndarray) -> None:
+        """Hook called by the pipeline with the signal-region data before :meth:`sample`.
+
+        The default ignores it; a generator that seeds its samples with SR events (DRAPES partial diffusion with
+        ``seed_source="sr"``) keeps them here.
+        """
 
     @abc.abstractmethod
     def fit(

@@ -1,0 +1,1 @@
+"""Evaluation: regions, CWoLa, metrics (ROC, SIC, template AUC), bump hunts and plots."""

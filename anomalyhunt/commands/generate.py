@@ -1,0 +1,65 @@
+"""``anomalyhunt generate``: Pythia 8 QCD dijets or W' -> X(qq) Y(qq) signal in the LHCO R&D particle layout."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ..generation.config import DEFAULT_BLOCK_SIZE, PROCESSES, GenerationConfig
+
+_DEFAULTS = {f.name: f.default for f in fields(GenerationConfig) if f.name != "process"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` sub-command."""
+    p = subparsers.add_parser(
+        "generate",
+        help="generate QCD or W' signal events with Pythia 8 (LHCO R&D layout)",
+        description="Generate triggered 13 TeV events with Pythia 8 and write them in the LHC Olympics R&D particle "
+        "layout (700 particles x pT, eta, phi + label). Output depends only on the seed and parameters, not on "
+        "--workers.",
+    )
+    p.add_argument("--process", choices=PROCESSES, required=True, help="qcd (dijets) or signal (W' -> X(qq) Y(qq))")
+    p.add_argument("--events", type=int, required=True, help="number of accepted (triggered) events")
+    p.add_argument("--seed", type=int, required=True, help="random seed (>= 0)")
+    p.add_argument("--out", required=True, help="output HDF5 file (the run config is written beside it)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--mwprime", type=float, default=_DEFAULTS["m_wprime"], help="W' mass in GeV (signal)")
+    p.add_argument("--mx", type=float, default=_DEFAULTS["m_x"], help="X mass in GeV (signal; X -> qq)")
+    p.add_argument("--my", type=float, default=_DEFAULTS["m_y"], help="Y mass in GeV (signal; Y -> qq)")
+    p.add_argument("--pthat-min", type=float, default=_DEFAULTS["pthat_min"], help="PhaseSpace:pTHatMin in GeV (qcd)")
+    p.add_argument("--trigger-pt", type=float, default=_DEFAULTS["trigger_pt"], help="leading-jet pT trigger in GeV")
+    p.add_argument("--jet-radius", type=float, default=_DEFAULTS["jet_radius"], help="anti-kT radius of trigger jets")
+    p.add_argument("--eta-max", type=float, default=_DEFAULTS["eta_max"], help="particle acceptance |eta| < eta_max")
+    p.add_argument(
+        "--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="accepted events per seeded Pythia run"
+    )
+    p.add_argument("--nanoaod", action="store_true", help="also write a NanoAOD-like ROOT file (PFCands_*) beside it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``generate`` with the parsed arguments."""
+    from ..generation.pythia import generate
+
+    out = generate(
+        args.process,
+        args.events,
+        args.seed,
+        args.out,
+        m_wprime=args.mwprime,
+        m_x=args.mx,
+        m_y=args.my,
+        pthat_min=args.pthat_min,
+        trigger_pt=args.trigger_pt,
+        jet_radius=args.jet_radius,
+        eta_max=args.eta_max,
+        workers=args.workers,
+        nanoaod=args.nanoaod,
+        progress=not args.no_progress,
+        block_size=args.block_size,
+    )
+    also = f" and {out.with_suffix('.root')}" if args.nanoaod else ""
+    print(f"wrote {args.events} {args.process} events to {out}{also}")
+    return 0

@@ -1,0 +1,132 @@
+"""``datasets.yaml``: a coffea-style fileset with per-dataset metadata, validated with messages naming dataset and key.
+
+Each entry under ``datasets:``::
+
+    name:
+      format: nanoaod | pfnanoaod | lhco-particles | lhco-features | generated
+      files: [paths or globs]          # relative to the YAML file; ${VAR} and ${VAR:-default} are expanded
+      treename: Events                 # ROOT formats only
+      label: 0 | 1 | null              # background / signal / data
+      xsec: 1.0                        # optional, pb
+      jet_radius: 1.0                  # optional, overrides the format's convention
+      generate: {process: signal, events: 200, seed: 1}   # format generated: made (and cached) on first use
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .processors.formats import FORMATS
+
+_ROOT_FORMATS = ("nanoaod", "pfnanoaod")
+_KEYS = {"format", "files", "treename", "label", "xsec", "jet_radius", "axes", "generate", "description"}
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+@dataclass
+class Dataset:
+    name: str
+    format: str
+    files: list[str]
+    label: int | None = None
+    treename: str = "Events"
+    xsec: float | None = None
+    jet_radius: float | None = None
+    axes: str | None = None
+    generate: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def is_root(self) -> bool:
+        return self.format in _ROOT_FORMATS
+
+    def metadata(self) -> dict[str, Any]:
+        meta = {"format": self.format, "label": self.label, "xsec": self.xsec}
+        if self.jet_radius is not None:
+            meta["jet_radius"] = self.jet_radius
+        if self.axes is not None:
+            meta["axes"] = self.axes
+        return meta
+
+
+def _expand(path: str, base: Path) -> str:
+    def repl(m: re.Match) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            if m.group(2) is None:
+                raise KeyError(m.group(1))
+            value = m.group(2)
+        return value
+
+    p = Path(os.path.expanduser(_VAR.sub(repl, path)))
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _entry(name: str, raw: Any, base: Path) -> Dataset:
+    where = f"datasets.yaml: dataset {name!r}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_KEYS)})")
+    fmt = raw.get("format")
+    if fmt not in FORMATS:
+        raise ConfigError(f"{where}: key 'format' must be one of {list(FORMATS)}, got {fmt!r}")
+    label = raw.get("label")
+    if label not in (0, 1, None):
+        raise ConfigError(f"{where}: key 'label' must be 0 (background), 1 (signal) or null (data), got {label!r}")
+    gen = raw.get("generate")
+    files_raw = raw.get("files")
+    if fmt == "generated" and gen is None and not files_raw:
+        raise ConfigError(f"{where}: format 'generated' needs key 'generate' (process, events, seed) or 'files'")
+    if gen is not None and not isinstance(gen, dict):
+        raise ConfigError(f"{where}: key 'generate' must be a mapping")
+    if gen is None and not files_raw:
+        raise ConfigError(f"{where}: key 'files' is missing or empty")
+    if isinstance(files_raw, str):
+        files_raw = [files_raw]
+    if files_raw is not None and not (isinstance(files_raw, list) and all(isinstance(f, str) for f in files_raw)):
+        raise ConfigError(f"{where}: key 'files' must be a path or a list of paths")
+    for key in ("xsec", "jet_radius"):
+        if raw.get(key) is not None and not isinstance(raw[key], (int, float)):
+            raise ConfigError(f"{where}: key {key!r} must be a number, got {raw[key]!r}")
+    files, missing = [], []
+    for f in files_raw or []:
+        try:
+            pattern = _expand(f, base)
+        except KeyError as err:
+            raise ConfigError(f"{where}: key 'files' uses environment variable {err.args[0]} which is not set") from None
+        hits = sorted(glob.glob(pattern))
+        (files.extend(hits) if hits else missing.append(pattern))
+    return Dataset(
+        name=name, format=fmt, files=files, label=label, treename=raw.get("treename", "Events"),
+        xsec=raw.get("xsec"), jet_radius=raw.get("jet_radius"), axes=raw.get("axes"), generate=gen, missing=missing,
+    )  # fmt: skip
+
+
+def load_datasets(path: str | os.PathLike, names: list[str] | None = None) -> dict[str, Dataset]:
+    """Parse and validate ``datasets.yaml``; keep only ``names`` if given (unknown names are an error)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
+        raise ConfigError(f"{path}: expected a top-level mapping 'datasets:' of dataset entries")
+    entries = {n: _entry(n, v, path.parent) for n, v in raw["datasets"].items()}
+    if names:
+        unknown = [n for n in names if n not in entries]
+        if unknown:
+            raise ConfigError(f"{path}: no dataset(s) {unknown}; defined: {sorted(entries)}")
+        entries = {n: entries[n] for n in names}
+    return entries

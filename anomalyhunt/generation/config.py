@@ -1,0 +1,112 @@
+"""What one generation run is: the process, its physics parameters and the Pythia 8 settings they stand for.
+
+Kept free of heavy imports so the CLI can build its parser (and validate arguments) without loading Pythia.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+PROCESSES = ("qcd", "signal")
+LABELS = {"qcd": 0, "signal": 1}
+SQRT_S_GEV = 13000.0
+# Accepted events per independently seeded Pythia run; part of what defines a sample (it changes the events).
+DEFAULT_BLOCK_SIZE = 50
+# Pythia's Random:seed must lie in 1..900_000_000.
+MAX_PYTHIA_SEED = 900_000_000
+# Z -> d u s c b and W -> d u s c (as the R&D benchmark: hadronic X and Y).
+X_DECAY_QUARKS = "1 2 3 4 5"
+Y_DECAY_QUARKS = "1 2 3 4"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.10g}"
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Physics parameters of a QCD dijet or W' -> X(qq) Y(qq) sample (GeV); validated on construction."""
+
+    process: str
+    m_wprime: float = 3500.0
+    m_x: float = 500.0
+    m_y: float = 100.0
+    pthat_min: float = 1100.0
+    trigger_pt: float = 1200.0
+    jet_radius: float = 1.0
+    eta_max: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.process not in PROCESSES:
+            raise ConfigError(f"generate: process must be one of {PROCESSES}, got {self.process!r}")
+        for name in ("m_wprime", "m_x", "m_y", "pthat_min", "trigger_pt", "jet_radius", "eta_max"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"generate: {name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.trigger_pt < 0:
+            raise ConfigError(f"generate: trigger_pt must be >= 0 GeV, got {self.trigger_pt}")
+        if not 0 < self.jet_radius <= 3.0:
+            raise ConfigError(f"generate: jet_radius must be in (0, 3], got {self.jet_radius}")
+        if self.eta_max <= 0:
+            raise ConfigError(f"generate: eta_max must be > 0, got {self.eta_max}")
+        if self.process == "qcd" and not 0 < self.pthat_min < SQRT_S_GEV / 2:
+            raise ConfigError(f"generate: pthat_min must be in (0, {SQRT_S_GEV / 2:g}) GeV, got {self.pthat_min}")
+        if self.process == "signal":
+            # Below ~10 GeV the hadronic decays of X and Y are not a resonance Pythia can treat.
+            for name in ("m_x", "m_y"):
+                if getattr(self, name) < 10.0:
+                    raise ConfigError(f"generate: {name} must be >= 10 GeV, got {getattr(self, name)}")
+            if self.m_x + self.m_y >= self.m_wprime:
+                raise ConfigError(
+                    f"generate: m_x + m_y = {self.m_x + self.m_y:g} GeV must be below m_wprime = {self.m_wprime:g} GeV"
+                )
+            if self.m_wprime >= SQRT_S_GEV:
+                raise ConfigError(f"generate: m_wprime must be below sqrt(s) = {SQRT_S_GEV:g} GeV, got {self.m_wprime}")
+
+    @property
+    def label(self) -> int:
+        """Truth label written with every event: 0 QCD, 1 signal."""
+        return LABELS[self.process]
+
+    def physics(self) -> dict[str, Any]:
+        """The parameters that change the events of this process (the masses mean nothing for QCD, pTHatMin nothing
+        for the s-channel W'), so a cache key built from them is not split by irrelevant values."""
+        params = asdict(self)
+        params.pop("process")
+        if self.process == "qcd":
+            for name in ("m_wprime", "m_x", "m_y"):
+                params.pop(name)
+        else:
+            params.pop("pthat_min")
+        return params
+
+    def pythia_settings(self) -> list[str]:
+        """Pythia 8 ``readString`` lines for the hard process, without the seed."""
+        common = [f"Beams:eCM = {_fmt(SQRT_S_GEV)}", "Print:quiet = on", "Next:numberCount = 0"]
+        if self.process == "qcd":
+            return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {_fmt(self.pthat_min)}"]
+        # X and Y are the Z (23) and W (24) re-massed. Their widths are recomputed by Pythia at init from the new
+        # masses (Gamma_Z(500 GeV) ~ 14 GeV), so only the Breit-Wigner window is set, around the new pole, so
+        # that the default mMin = 10 GeV never exceeds a light m0 and far tails are not sampled.
+        return common + [
+            "NewGaugeBoson:ffbar2Wprime = on",
+            "Wprime:coup2WZ = 1",
+            f"34:m0 = {_fmt(self.m_wprime)}",
+            "34:onMode = off",
+            "34:onIfAll = 23 24",
+            f"23:m0 = {_fmt(self.m_x)}",
+            f"23:mMin = {_fmt(0.5 * self.m_x)}",
+            f"23:mMax = {_fmt(1.5 * self.m_x)}",
+            "23:onMode = off",
+            f"23:onIfAny = {X_DECAY_QUARKS}",
+            f"24:m0 = {_fmt(self.m_y)}",
+            f"24:mMin = {_fmt(0.5 * self.m_y)}",
+            f"24:mMax = {_fmt(1.5 * self.m_y)}",
+            "24:onMode = off",
+            f"24:onIfAny = {Y_DECAY_QUARKS}",
+        ]

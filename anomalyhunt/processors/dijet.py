@@ -1,0 +1,226 @@
+"""The dijet processor: two leading large-R jets, their substructure, constituent clouds and images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import hist
+import numpy as np
+from coffea import processor
+
+from ..errors import InputError
+from ..features import dijet_table
+from .constituents import CLOUD_FEATURES, jet_images, point_clouds
+from .formats import CONVENTIONS
+from .jets import cluster_leading_jets, nsubjettiness, to_pseudojets
+
+CUTS = ("two_jets", "trigger")
+
+
+def empty_histograms() -> dict[str, hist.Hist]:
+    """The histograms the processor fills (dataset category axis; masses in GeV)."""
+    ds = hist.axis.StrCategory([], growth=True, name="dataset", label="Dataset")
+    return {
+        "mjj": hist.Hist(ds, hist.axis.Regular(140, 0, 7000, name="mjj", label=r"$m_{JJ}$ [GeV]")),
+        "mj1": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj1", label=r"$m_{J_1}$ [GeV]")),
+        "mj2": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj2", label=r"$m_{J_2}$ [GeV]")),
+        "tau21": hist.Hist(
+            ds,
+            hist.axis.StrCategory(["j1", "j2"], name="jet", label="Jet"),
+            hist.axis.Regular(50, 0, 1, name="tau21", label=r"$\tau_{21}$"),
+        ),
+    }
+
+
+class DijetProcessor(processor.ProcessorABC):
+    """Clusters (or takes) the two leading large-R jets and computes the feature table.
+
+    Per dataset, ``events.metadata`` may carry ``format`` (see :mod:`.formats`), ``jet_radius``, ``axes`` and
+    ``label``; constructor arguments override the format's defaults for every dataset. With ``out_dir`` set, each
+    chunk's feature table is written to ``out_dir/<dataset>/features/<chunk>.parquet`` (and clouds/images alongside
+    when asked); a retried chunk overwrites its own file. The returned accumulator holds ``hist.Hist`` objects and the
+    cut flow per dataset: ``input = passed + sum(failed_*)``.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike | None = None,
+        *,
+        jet_radius: float | None = None,
+        axes: str | None = None,
+        min_jet_pt: float = 20.0,
+        trigger_pt: float | None = None,
+        n_constituents: int = 50,
+        write_clouds: bool = False,
+        write_images: bool = False,
+        default_format: str = "pfnanoaod",
+    ) -> None:
+        self.out_dir = None if out_dir is None else str(out_dir)
+        self.jet_radius = jet_radius
+        self.axes = axes
+        self.min_jet_pt = min_jet_pt
+        self.trigger_pt = trigger_pt
+        self.n_constituents = n_constituents
+        self.write_clouds = write_clouds
+        self.write_images = write_images
+        self.default_format = default_format
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _settings(self, meta: dict[str, Any]) -> tuple[str, float, str, bool, bool]:
+        fmt = meta.get("format") or self.default_format
+        if fmt not in CONVENTIONS:
+            raise InputError(meta.get("filename", "?"), f"format {fmt!r} cannot be processed from particles")
+        conv = CONVENTIONS[fmt]
+        radius = float(self.jet_radius or meta.get("jet_radius") or conv.jet_radius)
+        axes = self.axes or meta.get("axes") or conv.axes
+        return fmt, radius, axes, conv.puppi, conv.recluster
+
+    @staticmethod
+    def _chunk_name(meta: dict[str, Any]) -> str:
+        stem = Path(str(meta.get("filename", "events"))).name.split(".")[0]
+        return f"{stem}_{int(meta.get('entrystart', 0))}-{int(meta.get('entrystop', 0))}"
+
+    def _constituents(self, events, fmt: str, puppi: bool):
+        if "PFCands" not in events.fields:
+            raise InputError(events.metadata.get("filename", "?"), f"format {fmt}: no PFCands collection (missing branch)")
+        cands = events.PFCands
+        weight = None
+        if puppi and "puppiWeight" in cands.fields:
+            # PUPPI-rejected candidates are not part of any CMS jet: drop them rather than cluster zero vectors.
+            cands = cands[cands.puppiWeight > 0]
+            weight = cands.puppiWeight
+        parts = ak.zip({f: cands[f] for f in ("pt", "eta", "phi", "mass")})
+        return to_pseudojets(parts, weight)
+
+    def _cms_fatjets(self, events) -> dict[str, np.ndarray]:
+        """Plain NanoAOD: CMS's own FatJets (raw kinematics and tau_N) as the two leading jets."""
+        fname = events.metadata.get("filename", "?")
+        if "FatJet" not in events.fields:
+            raise InputError(fname, "format nanoaod: no FatJet collection (missing branch)")
+        fj = events.FatJet
+        fj = fj[ak.argsort(fj.pt, axis=1, ascending=False)][:, :2]
+
+        def pad(a):
+            return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64)
+
+        raw = 1.0 - fj.rawFactor if "rawFactor" in fj.fields else 1.0
+        return {
+            "pt": pad(fj.pt * raw), "eta": pad(fj.eta), "phi": pad(fj.phi), "m": pad(fj.mass * raw),
+            "tau1": pad(fj.tau1), "tau2": pad(fj.tau2), "tau3": pad(fj.tau3),
+            "n_found": ak.to_numpy(ak.num(fj)),
+        }  # fmt: skip
+
+    # -- the processor ---------------------------------------------------------------------------------------
+    def process(self, events) -> dict[str, Any]:
+        meta = dict(events.metadata)
+        dataset = meta.get("dataset", "dataset")
+        fmt, radius, axes, puppi, recluster = self._settings(meta)
+        n_in = len(events)
+        clouds = images = None
+        if recluster:
+            jets = cluster_leading_jets(self._constituents(events, fmt, puppi), radius, 2, self.min_jet_pt)
+            n_found = jets.n_jets_found
+            taus = nsubjettiness(jets.constituents, radius, 3, axes=axes).reshape(n_in, 2, 3)
+            n_const = ak.to_numpy(ak.num(jets.constituents)).reshape(n_in, 2)
+            kin = {"pt": jets.pt, "eta": jets.eta, "phi": jets.phi, "m": jets.mass}
+            kin.update({f"tau{k + 1}": taus[:, :, k] for k in range(3)})
+            kin["n_const"] = n_const
+        else:
+            kin = self._cms_fatjets(events)
+            n_found = kin.pop("n_found")
+
+        two_jets = n_found >= 2
+        trigger = np.ones(n_in, bool) if self.trigger_pt is None else kin["pt"][:, 0] >= self.trigger_pt
+        keep = two_jets & trigger
+        label = meta.get("label")
+        if "label" in events.fields:
+            label = ak.to_numpy(events.label)[keep]
+        event_ids = int(meta.get("entrystart", 0)) + np.nonzero(keep)[0]
+        table = dijet_table(
+            {k: v[keep, 0] for k, v in kin.items()},
+            {k: v[keep, 1] for k, v in kin.items()},
+            label=label,
+            event=event_ids,
+        )
+        table["source"] = f"{dataset}/{Path(str(meta.get('filename', ''))).name}"
+
+        if recluster and (self.write_clouds or self.write_images) and keep.any():
+            sel = np.repeat(keep, 2)
+            cj = jets.constituents[sel]
+            jpt, jeta, jphi, je = (a[keep].ravel() for a in (jets.pt, jets.eta, jets.phi, jets.energy))
+            if self.write_clouds:
+                clouds = point_clouds(cj, jpt, jeta, jphi, je, self.n_constituents)
+            if self.write_images:
+                images = jet_images(cj, jeta, jphi)
+
+        if self.out_dir is not None:
+            self._write(dataset, meta, table, clouds, images)
+
+        hists = empty_histograms()
+        hists["mjj"].fill(dataset=dataset, mjj=table["mjj"].to_numpy())
+        hists["mj1"].fill(dataset=dataset, mj1=table["mj1"].to_numpy())
+        hists["mj2"].fill(dataset=dataset, mj2=table["mj2"].to_numpy())
+        for j in ("j1", "j2"):
+            hists["tau21"].fill(dataset=dataset, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
+        cutflow = {
+            "input": n_in,
+            "passed": int(keep.sum()),
+            "failed_two_jets": int((~two_jets).sum()),
+            "failed_trigger": int((two_jets & ~trigger).sum()),
+        }
+        return {"hists": hists, "cutflow": {dataset: cutflow}}
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        return accumulator
+
+    # -- output ----------------------------------------------------------------------------------------------
+    def _write(self, dataset: str, meta: dict[str, Any], table, clouds, images) -> None:
+        base = Path(self.out_dir) / dataset
+        name = self._chunk_name(meta)
+        try:
+            (base / "features").mkdir(parents=True, exist_ok=True)
+            table.to_parquet(base / "features" / f"{name}.parquet", index=False)
+            if clouds is not None:
+                (base / "clouds").mkdir(exist_ok=True)
+                feats, mask = clouds
+                n_ev = len(table)
+                np.savez(
+                    base / "clouds" / f"{name}.npz",
+                    features=feats.reshape(n_ev, 2, *feats.shape[1:]).astype(np.float16),
+                    mask=mask.reshape(n_ev, 2, -1),
+                    event=table["event"].to_numpy(),
+                    names=np.array(CLOUD_FEATURES),
+                )
+            if images is not None:
+                (base / "images").mkdir(exist_ok=True)
+                save_sparse_images(base / "images" / f"{name}.npz", images, table["event"].to_numpy())
+        except OSError as err:
+            raise InputError(
+                self.out_dir, f"cannot write outputs ({err.strerror}); on a cluster OUT must be shared by all workers"
+            ) from None
+
+
+def save_sparse_images(path: Path, images: np.ndarray, event: np.ndarray) -> None:
+    """Store (jets, n, n) images sparsely: pixel index (uint16), value (float16), per-jet offsets."""
+    n_jets, n_pix = images.shape[0], images.shape[1]
+    flat = images.reshape(n_jets, -1)
+    jet, pix = np.nonzero(flat)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(jet, minlength=n_jets))])
+    np.savez(
+        path, pixel=pix.astype(np.uint16), value=flat[jet, pix].astype(np.float16), offsets=offsets,
+        n_pixels=n_pix, event=event,
+    )  # fmt: skip
+
+
+def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (events, 2, n, n) float32 images and event ids from one sparse chunk file."""
+    with np.load(path) as f:
+        n_pix, offsets = int(f["n_pixels"]), f["offsets"]
+        n_jets = len(offsets) - 1
+        dense = np.zeros((n_jets, n_pix * n_pix), dtype=np.float32)
+        jet = np.repeat(np.arange(n_jets), np.diff(offsets))
+        dense[jet, f["pixel"]] = f["value"]
+        return dense.reshape(-1, 2, n_pix, n_pix), f["event"]
