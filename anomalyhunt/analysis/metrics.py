@@ -69,10 +69,11 @@ def signal_efficiency_at(y: np.ndarray, score: np.ndarray, eps_b: float) -> floa
     return float(np.interp(eps_b, ub, s[::-1][last]))
 
 
-def sic_at_signal_efficiency(y: np.ndarray, score: np.ndarray, eps_s: float) -> float:
-    """SIC at signal efficiency ``eps_s``."""
+def sic_at_signal_efficiency(y: np.ndarray, score: np.ndarray, eps_s: float) -> float | None:
+    """SIC at signal efficiency ``eps_s``; ``None`` when no background test event survives that cut (the SIC is
+    then only bounded from below by the test-set size)."""
     b = background_efficiency_at(y, score, eps_s)
-    return float(eps_s / np.sqrt(b)) if b > 0 else float("inf")
+    return float(eps_s / np.sqrt(b)) if b > 0 else None
 
 
 def sic_at_background_efficiency(
@@ -94,10 +95,10 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score))
 
 
-def rejection_at(y: np.ndarray, score: np.ndarray, eps_s: float = 0.2) -> float:
-    """Background rejection 1/eps_B at signal efficiency ``eps_s`` (inf when no background survives)."""
+def rejection_at(y: np.ndarray, score: np.ndarray, eps_s: float = 0.2) -> float | None:
+    """Background rejection 1/eps_B at signal efficiency ``eps_s`` (``None`` when no background survives)."""
     b = background_efficiency_at(y, score, eps_s)
-    return float(1.0 / b) if b > 0 else float("inf")
+    return float(1.0 / b) if b > 0 else None
 
 
 def summarize(y: np.ndarray, score: np.ndarray, min_background: int = 50) -> dict[str, float | None]:

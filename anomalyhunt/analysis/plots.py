@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # batch plotting only; never open a window
+# Batch plotting: Agg unless the user already chose a backend through pyplot (a notebook). The figures here are
+# plain ``Figure`` objects saved with ``savefig``, which renders PNG with Agg and PDF with the pdf backend either way.
+if "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 
 import matplotlib.style as mstyle  # noqa: E402
 import mplhep as hep  # noqa: E402
@@ -141,7 +146,8 @@ def plot_pvalue_scan(
     ``scan``: a :class:`~anomalyhunt.analysis.bumphunt.ScanResult`, or a mapping label -> (centres GeV, p-values).
     """
     if hasattr(scan, "table"):
-        curves = {k: (g["centre"].to_numpy(), g["p_local"].to_numpy()) for k, g in scan.table.groupby("cut", sort=False)}
+        groups = scan.table.groupby("cut", sort=False)
+        curves = {k: (g["centre"].to_numpy(), g["p_local"].to_numpy()) for k, g in groups}
     else:
         curves = {k: (np.asarray(c, float), np.asarray(p, float)) for k, (c, p) in scan.items()}
     if not curves:
@@ -240,7 +246,7 @@ def _median_band(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _xy(spec: Any, x: str, y: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) flat arrays from a DataFrame/mapping with columns ``x``, ``y`` or a pair (x (n,), y (n,) or (seeds, n))."""
+    """Flat (x, y) from a DataFrame/mapping with columns ``x`` and ``y``, or a pair (x (n,), y (n,) or (seeds, n))."""
     if hasattr(spec, "columns") or isinstance(spec, Mapping):
         try:
             return np.asarray(spec[x], float), np.asarray(spec[y], float)

@@ -127,6 +127,7 @@ class Drapes(TemplateGenerator):
         batch_size=512,
         lr=1e-3,
         weight_decay=0.0,
+        scheduler=None,
         patience=8,
         val_fraction=0.2,
         keep_best=1,
@@ -205,7 +206,7 @@ class Drapes(TemplateGenerator):
         hist = train_loop(
             model, edm_loss, train, tensors(x_val, m_val), epochs=c["epochs"], batch_size=c["batch_size"],
             lr=c["lr"], weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
-            progress=c["progress"], keep_best=c["keep_best"],
+            progress=c["progress"], keep_best=c["keep_best"], scheduler=c["scheduler"],
         )
         self._set_states(hist.pop("best_states"))
         self.history = hist

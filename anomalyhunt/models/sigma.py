@@ -117,6 +117,7 @@ class Sigma(TemplateGenerator):
         batch_size=512,
         lr=1e-3,
         weight_decay=0.0,
+        scheduler=None,
         patience=8,
         val_fraction=0.2,
         keep_best=1,
@@ -218,7 +219,7 @@ class Sigma(TemplateGenerator):
         hist = train_loop(
             field, fm_loss, tensors(x, m), tensors(x_val, m_val), epochs=c["epochs"], batch_size=c["batch_size"],
             lr=c["lr"], weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
-            progress=c["progress"], keep_best=c["keep_best"],
+            progress=c["progress"], keep_best=c["keep_best"], scheduler=c["scheduler"],
         )
         self._set_states(hist.pop("best_states"))
         self.history = hist

@@ -6,12 +6,18 @@ numpy arrays of the leading ``n_jets`` per event, so that everything downstream 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import awkward as ak
 import fastjet
 import numpy as np
+
+# fastjet prints its banner on the first clustering of every process; every Dask/futures worker would repeat it.
+fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
+# fastjet's awkward interface warns on every exclusive_jets call, even for the kT algorithm it recommends.
+warnings.filterwarnings("ignore", message="dcut and exclusive jets", category=UserWarning)
 
 AxesKind = Literal["onepass_kt", "kt", "wta_kt"]
 # Nsubjettiness clusters subjets with a radius large enough that the beam never wins.

@@ -1,0 +1,311 @@
+"""The dijet processor against CMS's own jets, an independent reference, generated physics and bad input."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import fastjet
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import uproot
+
+from anomalyhunt.datasets import Dataset, load_datasets
+from anomalyhunt.errors import ConfigError, InputError
+from anomalyhunt.features import load_feature_table
+from anomalyhunt.io.lhco import read_lhco_features, read_lhco_particles, write_lhco_particles
+from anomalyhunt.processors import load_images, run_process
+from anomalyhunt.processors.jets import cluster_leading_jets, nsubjettiness, to_pseudojets
+
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+PFNANO = TEST_DATA / "cms-nanoaod" / "pfnano.root"
+NANO_DY = TEST_DATA / "cms-nanoaod" / "nano_dy.root"
+
+
+@pytest.fixture(scope="module")
+def cms():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = uproot.open(PFNANO)["Events"].arrays(
+            filter_name=["PFCands_*", "FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_rawFactor",
+                         "FatJet_tau1", "FatJet_tau2"]  # fmt: skip
+        )
+    parts = ak.zip({"pt": a.PFCands_pt, "eta": a.PFCands_eta, "phi": a.PFCands_phi, "mass": a.PFCands_mass})
+    keep = a.PFCands_puppiWeight > 0
+    jets = cluster_leading_jets(to_pseudojets(parts[keep], a.PFCands_puppiWeight[keep]), 0.8)
+    return a, jets
+
+
+def _matched_rel_diffs(a, jets, ours: np.ndarray, theirs) -> np.ndarray:
+    """Relative differences for every CMS FatJet above 200 GeV among the two leading, matched by Delta R < 0.4."""
+    diffs = []
+    for i in range(len(a)):
+        raw_pt = np.asarray(a.FatJet_pt[i] * (1 - a.FatJet_rawFactor[i]))
+        for k in range(min(2, len(raw_pt))):
+            if raw_pt[k] < 200:
+                continue
+            dphi = (jets.phi[i] - a.FatJet_phi[i][k] + np.pi) % (2 * np.pi) - np.pi
+            dr = np.hypot(jets.eta[i] - a.FatJet_eta[i][k], dphi)
+            j = int(np.argmin(dr))
+            assert dr[j] < 0.4, f"CMS FatJet {k} of event {i} has no reclustered partner"
+            diffs.append(ours[i, j] / float(theirs[i][k]) - 1)
+    return np.abs(np.array(diffs))
+
+
+def test_reclustered_jets_reproduce_cms_fatjets(cms):
+    a, jets = cms
+    pt = _matched_rel_diffs(a, jets, jets.pt, a.FatJet_pt * (1 - a.FatJet_rawFactor))
+    mass = _matched_rel_diffs(a, jets, jets.mass, a.FatJet_mass * (1 - a.FatJet_rawFactor))
+    assert len(pt) >= 18
+    assert np.median(pt) < 1e-3 and np.percentile(pt, 90) < 3e-3
+    assert np.median(mass) < 2e-3 and np.percentile(mass, 90) < 1e-2
+
+
+@pytest.mark.parametrize(
+    "axes, median_max, median_min",
+    [("onepass_kt", 2e-3, 0.0), ("wta_kt", 2e-2, 0.0), ("kt", 1.0, 0.05)],
+)
+def test_tau21_matches_cms_only_with_onepass_axes(cms, axes, median_max, median_min):
+    """CMS's FatJet_tau* use one-pass kT axes: those agree to ~0.1%, WTA to ~1%, plain exclusive kT is ~20% off."""
+    a, jets = cms
+    taus = nsubjettiness(jets.constituents, 0.8, axes=axes).reshape(len(a), 2, 3)
+    d = _matched_rel_diffs(a, jets, taus[:, :, 1] / taus[:, :, 0], a.FatJet_tau2 / a.FatJet_tau1)
+    assert median_min <= np.median(d) < median_max
+    if axes == "onepass_kt":
+        assert np.percentile(d, 90) < 5e-3
+
+
+# -- an independent, slow reference: fastjet's classic PseudoJet interface and brute-force distances ----------------
+def _reference_taus(const: list[tuple[float, float, float, float]], radius: float, axes: str) -> list[float]:
+    pjs = [fastjet.PseudoJet(*c) for c in const]
+    scheme = fastjet.WTA_pt_scheme if axes == "wta_kt" else fastjet.E_scheme
+    cs = fastjet.ClusterSequence(pjs, fastjet.JetDefinition(fastjet.kt_algorithm, 1000.0, scheme))
+    parts = [(p.perp(), p.rap(), p.phi()) for p in pjs]
+    norm = sum(p[0] for p in parts) * radius
+
+    def dist(r1, f1, r2, f2):
+        df = abs(f1 - f2)
+        df = min(df, 2 * np.pi - df)
+        return ((r1 - r2) ** 2 + df**2) ** 0.5
+
+    out = []
+    for n in (1, 2, 3):
+        ax = [(j.rap(), j.phi()) for j in cs.exclusive_jets(n)]
+        if axes == "onepass_kt":
+            for _ in range(1000):
+                sums = [[0.0, 0.0, 0.0] for _ in ax]
+                for pt, r, f in parts:
+                    d = [dist(r, f, ar, af) for ar, af in ax]
+                    k = d.index(min(d))
+                    w = pt / (d[k] ** 2 + 1e-8) ** 0.5
+                    fk = f + 2 * np.pi * round((ax[k][1] - f) / (2 * np.pi))  # phi next to the axis
+                    sums[k][0] += w * r
+                    sums[k][1] += w * fk
+                    sums[k][2] += w
+                new = [(s[0] / s[2], s[1] / s[2]) if s[2] > 0 else a for s, a in zip(sums, ax)]
+                moved = sum(dist(*o, *m) for o, m in zip(ax, new)) / len(ax)
+                ax = new
+                if moved <= 1e-4:
+                    break
+        out.append(sum(pt * min(dist(r, f, ar, af) for ar, af in ax) for pt, r, f in parts) / norm)
+    return out
+
+
+@pytest.mark.parametrize("axes", ["kt", "wta_kt", "onepass_kt"])
+def test_vectorised_taus_agree_with_slow_reference(cms, axes):
+    _, jets = cms
+    fast = nsubjettiness(jets.constituents, 0.8, axes=axes)
+    for j in range(6):
+        c = jets.constituents[j]
+        const = list(zip(*(ak.to_numpy(c[f]).tolist() for f in ("px", "py", "pz", "E"))))
+        np.testing.assert_allclose(fast[j], _reference_taus(const, 0.8, axes), rtol=1e-6)
+
+
+# -- generated physics ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def generated_features(tmp_path_factory):
+    from anomalyhunt.generation import generate
+
+    d = tmp_path_factory.mktemp("gen")
+    sig = generate("signal", 60, 7, d / "sig.h5", workers=2, progress=False)
+    qcd = generate("qcd", 60, 8, d / "qcd.h5", workers=2, progress=False)
+    ds = {"sig": Dataset("sig", "generated", [str(sig)], label=1), "qcd": Dataset("qcd", "generated", [str(qcd)], label=0)}
+    out = run_process(ds, d / "out", status=False, write_clouds=True, write_images=True, chunksize=25)
+    return out, d / "out"
+
+
+def test_generated_signal_peaks_at_the_resonance_masses(generated_features):
+    out, path = generated_features
+    sig = load_feature_table(path / "sig")
+    qcd = load_feature_table(path / "qcd")
+    assert out["cutflow"]["sig"]["input"] == 60 == out["cutflow"]["sig"]["passed"] + out["cutflow"]["sig"]["failed_two_jets"]
+    assert abs(sig["mjj"].median() / 3500 - 1) < 0.08
+    assert 450 < sig["mj2"].median() < 560  # X(500)
+    assert 80 < sig["mj1"].median() < 170  # Y(100) plus underlying event in an R = 1.0 jet
+    # two-prong jets: lower tau21 than QCD jets
+    assert sig["tau21_j2"].median() < qcd["tau21_j2"].median() - 0.1
+    assert (sig["mj1"] <= sig["mj2"]).all() and (sig["label"] == 1).all()
+    assert out["hists"]["mjj"][{"dataset": "sig"}].sum() == len(sig)
+
+
+def test_clouds_and_images_are_relative_to_the_jet(generated_features):
+    _, path = generated_features
+    files = sorted((path / "sig" / "clouds").glob("*.npz"))
+    assert len(files) == 3  # 60 events in chunks of 25: one file per chunk
+    with np.load(files[0]) as f:
+        feats, mask = f["features"].astype(np.float32), f["mask"]
+    assert feats.shape[1:] == (2, 50, 7)
+    assert (mask.sum(axis=2) > 10).all()
+    dr = feats[..., 6][mask]
+    # anti-kT R = 1.0 clusters in rapidity; Delta R here is in pseudorapidity from the (massive) jet axis
+    assert dr.max() < 1.1 and np.percentile(dr, 99) < 1.0
+    assert (feats[..., 4][mask] <= 1e-3).all()  # log(pT / pT_jet) <= 0
+    pt = np.exp(feats[..., 2])
+    assert (np.diff(np.where(mask, pt, 0), axis=2) <= 1e-2 * pt[..., :1]).all()  # hardest first
+    images, event = load_images(sorted((path / "sig" / "images").glob("*.npz"))[0])
+    assert images.shape == (len(event), 2, 40, 40)
+    np.testing.assert_allclose(images.sum(axis=(2, 3)), 1.0, rtol=1e-2)
+    # centred: the pT-weighted centroid sits at the middle of the image
+    grid = np.linspace(-0.7, 0.7, 41)[:-1] + 0.7 / 40
+    centroid_x = (images.sum(axis=3) * grid).sum(axis=2)
+    assert np.abs(np.median(centroid_x)) < 0.02
+
+
+# -- executors ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_executors_give_the_same_features(tmp_path, executor):
+    ds = {"cms": Dataset("cms", "pfnanoaod", [str(PFNANO)])}
+    ref = run_process(ds, tmp_path / "it", status=False, chunksize=4)
+    other = run_process(ds, tmp_path / executor, executor=executor, workers=2, status=False, chunksize=4)
+    assert ref["cutflow"] == other["cutflow"] == {"cms": {"input": 10, "passed": 10, "failed_two_jets": 0,
+                                                          "failed_trigger": 0}}  # fmt: skip
+    a = load_feature_table(tmp_path / "it" / "cms").sort_values("event").reset_index(drop=True)
+    b = load_feature_table(tmp_path / executor / "cms").sort_values("event").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    names = sorted(p.name for p in (tmp_path / executor / "cms" / "features").glob("*.parquet"))
+    assert names == sorted(p.name for p in (tmp_path / "it" / "cms" / "features").glob("*.parquet"))
+    assert len(names) >= 2  # one file per chunk, named by its entry range
+
+
+def test_plain_nanoaod_uses_cms_fatjets_and_counts_every_event(tmp_path):
+    out = run_process({"dy": Dataset("dy", "nanoaod", [str(NANO_DY)])}, tmp_path, status=False)
+    cf = out["cutflow"]["dy"]
+    assert cf["input"] == 40 and cf["passed"] + cf["failed_two_jets"] + cf["failed_trigger"] == 40
+
+
+# -- LHCO layouts ------------------------------------------------------------------------------------------------
+def test_lhco_features_reader_orders_jets_by_mass(lhco_dir):
+    df = read_lhco_features(lhco_dir / "rnd_sig_3500_500_100.features.h5", 0, 2000)
+    with h5py.File(lhco_dir / "rnd_sig_3500_500_100.features.h5") as f:
+        raw = f["df/block0_values"][:2000]
+    assert (df["mj1"] <= df["mj2"]).all()
+    np.testing.assert_allclose(np.sort(df[["mj1", "mj2"]].to_numpy(), axis=1),
+                               np.sort(raw[:, [3, 10]], axis=1))  # fmt: skip
+    swapped = raw[:, 3] > raw[:, 10]
+    assert 0.2 < swapped.mean() < 0.8  # the file's j1 is the pT-leading jet, often the heavier one
+    np.testing.assert_allclose(df["tau2_j1"][swapped], raw[swapped, 12])  # taus travel with their jet
+    assert abs(np.median(df["mjj"]) / 3500 - 1) < 0.03
+
+
+def test_lhco_particles_reclustered_match_the_recorded_features(lhco_dir, tmp_path):
+    ds = {"sig": Dataset("sig", "lhco-particles", [str(lhco_dir / "rnd_sig_3500_500_100.particles.h5")], label=1)}
+    out = run_process(ds, tmp_path, status=False, chunksize=1000, axes="kt")
+    assert out["cutflow"]["sig"]["input"] == 2000
+    ours = load_feature_table(tmp_path / "sig").sort_values("event").reset_index(drop=True)
+    ref = read_lhco_features(lhco_dir / "rnd_sig_3500_500_100.features.h5", 0, 2000)
+    # the particle layout is massless, the features file used massive particles: jet pT agrees, masses to ~1-6%
+    assert np.median(np.abs(ours["pt_j1"] / ref["pt_j1"] - 1)) < 1e-3
+    assert np.median(np.abs(ours["mjj"] / ref["mjj"] - 1)) < 3e-3
+    assert np.median(np.abs(ours["mj2"] / ref["mj2"] - 1)) < 0.02
+
+
+# -- bad input ----------------------------------------------------------------------------------------------------
+def test_truncated_root_file_is_named(tmp_path):
+    bad = tmp_path / "truncated.root"
+    bad.write_bytes(PFNANO.read_bytes()[: PFNANO.stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated.root"):
+        run_process({"x": Dataset("x", "pfnanoaod", [str(bad)])}, tmp_path / "o", status=False)
+
+
+def test_missing_branch_is_named(tmp_path):
+    path = tmp_path / "nophi.root"
+    counts = np.array([3, 2])
+    with uproot.recreate(path) as f:
+        f.mktree("Events", {"PFCands_pt": "var * float32", "PFCands_eta": "var * float32"})
+        f["Events"].extend({"PFCands_pt": ak.unflatten(np.ones(5, np.float32), counts),
+                            "PFCands_eta": ak.unflatten(np.zeros(5, np.float32), counts)})  # fmt: skip
+    with pytest.raises(InputError, match=r"nophi.root.*missing branch.*PFCands_phi"):
+        run_process({"x": Dataset("x", "pfnanoaod", [str(path)])}, tmp_path / "o", status=False)
+
+
+def test_wrong_layout_empty_file_and_nan_are_named(tmp_path):
+    wrong = tmp_path / "wrong.h5"
+    pd.DataFrame(np.ones((4, 5), np.float32)).to_hdf(wrong, key="df", mode="w")
+    with pytest.raises(InputError, match=r"wrong.h5.*wrong layout"):
+        run_process({"x": Dataset("x", "lhco-particles", [str(wrong)])}, tmp_path / "o", status=False)
+    empty = tmp_path / "empty.h5"
+    write_lhco_particles(empty, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+    with pytest.raises(InputError, match=r"empty.h5.*no events"):
+        run_process({"x": Dataset("x", "lhco-particles", [str(empty)])}, tmp_path / "o", status=False)
+    nan = tmp_path / "nan.h5"
+    pt = np.full((3, 4), 100.0)
+    pt[1, 2] = np.nan
+    write_lhco_particles(nan, pt, np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3))
+    with pytest.raises(InputError, match=r"nan.h5.*NaN values in events \[1\]"):
+        read_lhco_particles(nan)
+    with pytest.raises(InputError, match="does not exist"):
+        run_process({"x": Dataset("x", "lhco-particles", [], missing=[str(tmp_path / "gone.h5")])}, tmp_path / "o",
+                    status=False)  # fmt: skip
+
+
+def test_events_without_two_jets_are_counted_not_lost(tmp_path):
+    # event 0: two back-to-back hard particles (two jets); event 1: one particle (one jet); event 2: nothing
+    pt = np.array([[1500.0, 1400.0], [1500.0, 0.0], [0.0, 0.0]])
+    phi = np.array([[0.0, 3.0], [0.0, 0.0], [0.0, 0.0]])
+    path = tmp_path / "few.h5"
+    write_lhco_particles(path, pt, np.zeros_like(pt), phi, np.zeros(3))
+    out = run_process({"few": Dataset("few", "lhco-particles", [str(path)])}, tmp_path / "o", status=False)
+    assert out["cutflow"]["few"] == {"input": 3, "passed": 1, "failed_two_jets": 2, "failed_trigger": 0}
+    table = load_feature_table(tmp_path / "o" / "few")
+    assert table["event"].tolist() == [0]
+    assert abs(table["mjj"].iloc[0] - 2 * np.sqrt(1500 * 1400) * np.sin(1.5)) < 1.0
+
+
+def test_unwritable_output_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InputError, match="not writable"):
+        run_process({"cms": Dataset("cms", "pfnanoaod", [str(PFNANO)])}, blocker / "out", status=False)
+
+
+# -- datasets.yaml -------------------------------------------------------------------------------------------------
+def test_shipped_datasets_yaml_is_valid():
+    entries = load_datasets(REPO / "datasets.yaml")
+    assert entries["cms_pfnano"].files == [str(PFNANO)]
+    assert entries["demo_signal"].generate["m_x"] == 500
+    assert entries["lhco_rnd"].format == "lhco-particles"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("datasets:\n  a: {format: root, files: [x]}", r"dataset 'a'.*'format'"),
+        ("datasets:\n  b: {format: nanoaod}", r"dataset 'b'.*'files'"),
+        ("datasets:\n  c: {format: nanoaod, files: [x], label: 2}", r"dataset 'c'.*'label'"),
+        ("datasets:\n  d: {format: nanoaod, files: [x], colour: red}", r"dataset 'd'.*unknown key.*colour"),
+        ("datasets:\n  e: {format: nanoaod, files: ['${NO_SUCH_VAR_X}/f.root']}", r"dataset 'e'.*NO_SUCH_VAR_X"),
+        ("nothing: here", "top-level mapping 'datasets:'"),
+    ],
+)
+def test_invalid_datasets_yaml_names_dataset_and_key(tmp_path, body, message):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=message):
+        load_datasets(path)
