@@ -77,8 +77,7 @@ def lhco_particle_events(path: str | Path) -> int:
 
 
 def _check_particle_shape(path: Path, block: h5py.Dataset) -> None:
-    index = block.parent.get("axis1")
-    if index is not None and index.shape[0] == 0:  # pandas stores an empty frame as a (1, 1) placeholder block
+    if "shape" in block.attrs:  # pandas (PyTables) stores an empty frame as a placeholder with its true shape here
         raise InputError(path, "file holds no events")
     if block.ndim != 2 or (block.shape[1] - 1) % 3 != 0 or block.shape[1] < 4:
         raise InputError(path, f"wrong layout: block of shape {block.shape}, expected (events, 3 x particles + 1 label)")
