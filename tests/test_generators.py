@@ -1,0 +1,236 @@
+"""Template generators: does each learn p(x | m) well enough that a classifier cannot tell its SR template from the
+true SR background?
+
+The main test trains every generator with a small CPU configuration on QCD-only events (100k from four recorded
+files; the sidebands, or all data outside a held-out half of the SR for SIGMA), samples a template at the masses of
+held-out SR background, and asks a gradient-boosted classifier (5-fold) to separate the two: the AUC must stay near
+0.5. The negative control runs the same classifier on sideband events moved unchanged into the SR, which it must
+separate clearly, so a passing generator is not a blunt test. Fast toy tests check the sampling mechanics (DRAPES
+partial diffusion and seed sources, SIGMA's interpolations and masking, the KDE mass sampler).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyhunt.errors import InputError
+from anomalyhunt.models.base import GENERATORS
+from anomalyhunt.models.cathode import Cathode, sample_sr_masses
+from anomalyhunt.models.drapes import Drapes, karras_sigmas, sigma_prime_scan
+from anomalyhunt.models.sigma import Sigma
+
+FEATURES = ["mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r"]
+SR = (3.3, 3.7)  # TeV
+MJJ_WINDOW = (2.6, 5.0)  # TeV; the sidebands are the window minus the SR
+QCD_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (1, 2, 3, 4)]
+
+# Measured with these settings on 2 shared CPU cores: see the report in the module that created them. The bound
+# leaves room for seed-to-seed scatter (+-0.01) above the worst generator.
+AUC_BOUND = 0.60
+CONTROL_MIN_AUC = 0.62  # measured 0.70 for sideband events moved into the SR
+
+# Small CPU configurations (about 30-60 s of training each on ~65k sideband events).
+CONFIGS = {
+    "cathode": dict(lr=3e-3, scheduler="cosine", epochs=15, patience=None, batch_size=512),
+    "drapes": dict(mode="full", hidden=96, lr=3e-3, scheduler="cosine", epochs=20, patience=None, batch_size=1024),
+    "sigma": dict(interpolation="velocity", hidden=64, lr=3e-3, scheduler="cosine", epochs=25, patience=None,
+                  batch_size=512),
+}
+
+
+def template_auc(template: np.ndarray, truth: np.ndarray, seed: int = 0) -> float:
+    """5-fold cross-validated AUC of a HistGradientBoostingClassifier separating ``template`` from ``truth``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.vstack([template, truth])
+    y = np.r_[np.zeros(len(template)), np.ones(len(truth))]
+    score = np.zeros(len(y))
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y):
+        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x[train], y[train])
+        score[test] = clf.predict_proba(x[test])[:, 1]
+    return float(roc_auc_score(y, score))
+
+
+@pytest.fixture(scope="module")
+def qcd(lhco_dir: Path) -> dict[str, np.ndarray]:
+    """QCD events in the mjj window: features (masses in TeV), mjj (TeV), split into sidebands, a training half of
+    the SR (used only by SIGMA, which trains on all data) and a held-out half of the SR (the truth)."""
+    import pandas as pd
+
+    from anomalyhunt.io.lhco import read_lhco_features
+
+    df = pd.concat([read_lhco_features(lhco_dir / f) for f in QCD_FILES], ignore_index=True)
+    m = df["mjj"].to_numpy() / 1000.0
+    x = df[FEATURES].to_numpy(dtype=np.float64, copy=True)
+    x[:, :2] /= 1000.0  # jet masses in TeV, like mjj
+    keep = (m > MJJ_WINDOW[0]) & (m < MJJ_WINDOW[1])
+    x, m = x[keep], m[keep]
+    in_sr = (m > SR[0]) & (m < SR[1])
+    sr_idx = np.random.default_rng(0).permutation(np.flatnonzero(in_sr))
+    held, sr_train = sr_idx[: len(sr_idx) // 2], sr_idx[len(sr_idx) // 2 :]
+    return {
+        "x_sb": x[~in_sr], "m_sb": m[~in_sr],
+        "x_sr_train": x[sr_train], "m_sr_train": m[sr_train],
+        "x_truth": x[held], "m_truth": m[held],
+    }
+
+
+def test_auc_estimator_is_calibrated(qcd: dict[str, np.ndarray]) -> None:
+    """Two halves of the true SR background are indistinguishable (so 0.5 is reachable with this classifier)."""
+    auc = template_auc(qcd["x_sr_train"], qcd["x_truth"])
+    print(f"truth vs truth AUC = {auc:.3f}")
+    assert abs(auc - 0.5) < 0.025
+
+
+def test_negative_control_has_power(qcd: dict[str, np.ndarray]) -> None:
+    """Sideband events moved unchanged into the SR (no mass correlation learned) are clearly separated."""
+    rng = np.random.default_rng(1)
+    moved = qcd["x_sb"][rng.choice(len(qcd["x_sb"]), len(qcd["x_truth"]), replace=False)]
+    auc = template_auc(moved, qcd["x_truth"])
+    print(f"sidebands moved into the SR: AUC = {auc:.3f}")
+    assert auc > CONTROL_MIN_AUC
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_template_matches_sr_background(name: str, qcd: dict[str, np.ndarray], tmp_path: Path) -> None:
+    cls = GENERATORS.get(name)
+    gen = cls(device="cpu", seed=0, **CONFIGS[name])
+    if cls.trains_on == "all":
+        x = np.vstack([qcd["x_sb"], qcd["x_sr_train"]])
+        m = np.concatenate([qcd["m_sb"], qcd["m_sr_train"]])
+    else:
+        x, m = qcd["x_sb"], qcd["m_sb"]
+    start = time.perf_counter()
+    gen.fit(x, m)
+    seconds = time.perf_counter() - start
+
+    template = gen.sample(qcd["m_truth"], region=SR, seed=1)
+    assert template.shape == qcd["x_truth"].shape
+    assert np.all(np.isfinite(template))
+    auc = template_auc(template, qcd["x_truth"])
+    print(f"{name}: trained {seconds:.0f} s, template vs SR background AUC = {auc:.3f}")
+    assert auc < AUC_BOUND
+
+    # Save/load restores the model exactly: same seed, same template; another seed, another template.
+    gen.save(tmp_path / f"{name}.pt")
+    restored = cls.load(tmp_path / f"{name}.pt")
+    probe = qcd["m_truth"][:500]
+    again = restored.sample(probe, region=SR, seed=1)
+    np.testing.assert_array_equal(again, gen.sample(probe, region=SR, seed=1))
+    assert not np.allclose(again, restored.sample(probe, region=SR, seed=2))
+
+
+# ---------------------------------------------------------------- fast toy tests of the sampling mechanics
+
+def _toy(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x1 = 2 m + 0.2 N(0, 1), x2 = N(0, 1) with m uniform in [1, 3]: the conditional mean is linear in m."""
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(1.0, 3.0, n)
+    return np.column_stack([2.0 * m + 0.2 * rng.normal(size=n), rng.normal(size=n)]), m
+
+
+TOY_NET = dict(hidden=32, n_blocks=2, epochs=15, batch_size=256, lr=3e-3, scheduler="cosine", patience=None,
+               preprocessing="standard", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def toy_drapes() -> Drapes:
+    x, m = _toy()
+    return Drapes(n_steps=12, **TOY_NET).fit(x, m)
+
+
+def test_drapes_partial_diffusion(toy_drapes: Drapes, tmp_path: Path) -> None:
+    target = np.full(2000, 2.5)
+    scan = sigma_prime_scan(toy_drapes, target, [0.01, 80.0], seed=3)
+    # At sigma' = 80 the seeds are forgotten: the template follows the target mass (x1 mean 5.0, width 0.2).
+    assert abs(scan[80.0][:, 0].mean() - 5.0) < 0.1
+    assert 0.1 < scan[80.0][:, 0].std() < 0.35
+    # At a tiny sigma' the seeds (sideband events at other masses, x1 spread ~1.2) pass almost unchanged.
+    assert scan[0.01][:, 0].std() > 0.9
+
+    # SR seeds: required before sampling, then used.
+    sr_model = Drapes(**{**toy_drapes.config, "mode": "partial", "sigma_prime": 0.01, "seed_source": "sr"})
+    sr_model.load_state_dict(toy_drapes.state_dict())
+    with pytest.raises(InputError, match="condition_on_region"):
+        sr_model.sample(target)
+    x_sr = np.column_stack([np.full(50, 7.0), np.zeros(50)])
+    sr_model.condition_on_region(x_sr, np.full(50, 2.5))
+    assert np.allclose(sr_model.sample(target, seed=1)[:, 0], 7.0, atol=0.1)
+
+    # Simulation seeds from an npz file, in the same features and units as the fit data.
+    path = tmp_path / "sim.npz"
+    np.savez(path, x=np.column_stack([np.full(40, 3.0), np.ones(40)]), m=np.full(40, 1.5))
+    sim = Drapes(**{**toy_drapes.config, "mode": "partial", "sigma_prime": 0.01, "seed_source": "simulation",
+                    "simulation_path": str(path)})
+    sim.load_state_dict(toy_drapes.state_dict())
+    np.testing.assert_allclose(sim.sample(target[:100], seed=2), [[3.0, 1.0]] * 100, atol=0.1)
+
+
+def test_karras_schedule() -> None:
+    s = karras_sigmas(10, 0.002, 80.0)
+    assert len(s) == 11 and s[-1] == 0
+    np.testing.assert_allclose([s[0].item(), s[-2].item()], [80.0, 0.002], rtol=1e-9)
+    assert torch.all(s[1:] < s[:-1])
+
+
+def test_sigma_interpolations_on_toy() -> None:
+    x, m = _toy()
+    region = (1.8, 2.2)
+    model = Sigma(mask_sr=True, sr=list(region), n_mass_freqs=3, n_steps=10, **TOY_NET).fit(x, m)
+    target = np.full(2000, 2.0)
+    means = {how: model.sample(target, region=region, seed=4, interpolation=how)[:, 0].mean()
+             for how in ("velocity", "layer", "context", "none")}
+    print("toy SIGMA x1 means at m = 2 (truth 4.0):", means)
+    # The conditional mean is linear in m, so interpolating between m1 = 1.6 and m2 = 2.4 lands on 4.0.
+    assert abs(means["velocity"] - 4.0) < 0.1
+    for how in ("layer", "context", "none"):
+        assert abs(means[how] - 4.0) < 0.3, how
+
+    # At m = m1 the interpolation weight is exactly 1: velocity and layer interpolation reduce to the model at m1.
+    m1, m2 = model.interpolation_masses(region)
+    assert (m1, m2) == pytest.approx((1.6, 2.4))
+    at_m1 = np.full(300, m1)
+    plain = model.sample(at_m1, seed=5, interpolation="none")
+    for how in ("velocity", "layer"):
+        np.testing.assert_allclose(model.sample(at_m1, region=region, seed=5, interpolation=how), plain, atol=1e-5)
+
+    with pytest.raises(InputError, match="signal region"):
+        Sigma(**TOY_NET).fit(x[:500], m[:500]).sample(target[:10])
+
+
+def test_sigma_mask_needs_a_region() -> None:
+    from anomalyhunt.errors import ConfigError
+
+    x, m = _toy(500)
+    with pytest.raises(ConfigError, match="mask_sr"):
+        Sigma(mask_sr=True, **TOY_NET).fit(x, m)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        Sigma(hiden=3)
+
+
+def test_sample_sr_masses_follows_the_sr_spectrum() -> None:
+    rng = np.random.default_rng(0)
+    m_sr = 3.3 + 0.4 * rng.beta(1.0, 2.5, 20000)  # falling like a QCD spectrum
+    draws = sample_sr_masses(m_sr, 40000, seed=1, bandwidth=0.01)
+    assert draws.min() >= m_sr.min() and draws.max() <= m_sr.max()
+    assert abs(draws.mean() - m_sr.mean()) < 0.003
+    assert abs(np.median(draws) - np.median(m_sr)) < 0.005
+    np.testing.assert_array_equal(draws, sample_sr_masses(m_sr, 40000, seed=1, bandwidth=0.01))
+
+
+def test_cathode_rejects_bad_input() -> None:
+    x, m = _toy(100)
+    with pytest.raises(InputError, match="2 feature rows but 3 masses"):
+        Cathode().fit(x[:2], m[:3])
+    bad = x.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        Cathode().fit(bad, m)
