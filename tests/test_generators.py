@@ -1,11 +1,11 @@
 """Template generators: does each learn p(x | m) well enough that a classifier cannot tell its SR template from the
 true SR background?
 
-The main test trains every generator with a small CPU configuration on QCD-only events (100k from four recorded
-files; the sidebands, or all data outside a held-out half of the SR for SIGMA), samples a template at the masses of
+The main test trains every generator with a small CPU configuration on QCD-only events (the ~80k of four recorded
+files with 2.6 < mjj < 5 TeV: the sidebands, or all but a held-out half of the SR for SIGMA), samples a template at the masses of
 held-out SR background, and asks a gradient-boosted classifier (5-fold) to separate the two: the AUC must stay near
 0.5. The negative control runs the same classifier on sideband events moved unchanged into the SR, which it must
-separate clearly, so a passing generator is not a blunt test. Fast toy tests check the sampling mechanics (DRAPES
+separate clearly, so the test has the power to fail a generator that misses the mass dependence. Fast toy tests check the sampling mechanics (DRAPES
 partial diffusion and seed sources, SIGMA's interpolations and masking, the KDE mass sampler).
 """
 
@@ -29,17 +29,16 @@ SR = (3.3, 3.7)  # TeV
 MJJ_WINDOW = (2.6, 5.0)  # TeV; the sidebands are the window minus the SR
 QCD_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (1, 2, 3, 4)]
 
-# Measured with these settings on 2 shared CPU cores: see the report in the module that created them. The bound
-# leaves room for seed-to-seed scatter (+-0.01) above the worst generator.
-AUC_BOUND = 0.60
+# Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
+# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565. The bounds sit ~0.03 above the worst seed.
+AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60}
 CONTROL_MIN_AUC = 0.62  # measured 0.70 for sideband events moved into the SR
 
-# Small CPU configurations (about 30-60 s of training each on ~65k sideband events).
+# The CPU defaults with fewer epochs (about 20-50 s of training each on ~65k events on 2 shared cores).
 CONFIGS = {
-    "cathode": dict(lr=3e-3, scheduler="cosine", epochs=15, patience=None, batch_size=512),
-    "drapes": dict(mode="full", hidden=96, lr=3e-3, scheduler="cosine", epochs=20, patience=None, batch_size=1024),
-    "sigma": dict(interpolation="velocity", hidden=64, lr=3e-3, scheduler="cosine", epochs=25, patience=None,
-                  batch_size=512),
+    "cathode": dict(epochs=15, patience=None),
+    "drapes": dict(mode="full", epochs=25, patience=None),
+    "sigma": dict(interpolation="velocity", epochs=25, patience=None),
 }
 
 
@@ -82,13 +81,15 @@ def qcd(lhco_dir: Path) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.lhco
 def test_auc_estimator_is_calibrated(qcd: dict[str, np.ndarray]) -> None:
     """Two halves of the true SR background are indistinguishable (so 0.5 is reachable with this classifier)."""
     auc = template_auc(qcd["x_sr_train"], qcd["x_truth"])
     print(f"truth vs truth AUC = {auc:.3f}")
-    assert abs(auc - 0.5) < 0.025
+    assert abs(auc - 0.5) < 0.025  # measured 0.497
 
 
+@pytest.mark.lhco
 def test_negative_control_has_power(qcd: dict[str, np.ndarray]) -> None:
     """Sideband events moved unchanged into the SR (no mass correlation learned) are clearly separated."""
     rng = np.random.default_rng(1)
@@ -99,6 +100,7 @@ def test_negative_control_has_power(qcd: dict[str, np.ndarray]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.lhco
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_template_matches_sr_background(name: str, qcd: dict[str, np.ndarray], tmp_path: Path) -> None:
     cls = GENERATORS.get(name)
@@ -117,7 +119,7 @@ def test_template_matches_sr_background(name: str, qcd: dict[str, np.ndarray], t
     assert np.all(np.isfinite(template))
     auc = template_auc(template, qcd["x_truth"])
     print(f"{name}: trained {seconds:.0f} s, template vs SR background AUC = {auc:.3f}")
-    assert auc < AUC_BOUND
+    assert auc < AUC_BOUND[name]
 
     # Save/load restores the model exactly: same seed, same template; another seed, another template.
     gen.save(tmp_path / f"{name}.pt")
@@ -155,6 +157,11 @@ def test_drapes_partial_diffusion(toy_drapes: Drapes, tmp_path: Path) -> None:
     assert 0.1 < scan[80.0][:, 0].std() < 0.35
     # At a tiny sigma' the seeds (sideband events at other masses, x1 spread ~1.2) pass almost unchanged.
     assert scan[0.01][:, 0].std() > 0.9
+    # The sideband seeds are part of the saved state.
+    copy = Drapes(**toy_drapes.config)
+    copy.load_state_dict(toy_drapes.state_dict())
+    np.testing.assert_array_equal(copy.sample(target[:200], seed=2, sigma_prime=0.5),
+                                  toy_drapes.sample(target[:200], seed=2, sigma_prime=0.5))
 
     # SR seeds: required before sampling, then used.
     sr_model = Drapes(**{**toy_drapes.config, "mode": "partial", "sigma_prime": 0.01, "seed_source": "sr"})
@@ -164,6 +171,12 @@ def test_drapes_partial_diffusion(toy_drapes: Drapes, tmp_path: Path) -> None:
     x_sr = np.column_stack([np.full(50, 7.0), np.zeros(50)])
     sr_model.condition_on_region(x_sr, np.full(50, 2.5))
     assert np.allclose(sr_model.sample(target, seed=1)[:, 0], 7.0, atol=0.1)
+    # use_seed_mass: every seed is denoised at its own mass (1.2 here), whatever masses are asked for.
+    own = Drapes(**{**toy_drapes.config, "mode": "partial", "sigma_prime": 80.0, "seed_source": "sr",
+                    "use_seed_mass": True})
+    own.load_state_dict(toy_drapes.state_dict())
+    own.condition_on_region(x_sr, np.full(50, 1.2))
+    assert abs(own.sample(target, seed=1)[:, 0].mean() - 2.4) < 0.1
 
     # Simulation seeds from an npz file, in the same features and units as the fit data.
     path = tmp_path / "sim.npz"
@@ -224,6 +237,20 @@ def test_sample_sr_masses_follows_the_sr_spectrum() -> None:
     assert abs(draws.mean() - m_sr.mean()) < 0.003
     assert abs(np.median(draws) - np.median(m_sr)) < 0.005
     np.testing.assert_array_equal(draws, sample_sr_masses(m_sr, 40000, seed=1, bandwidth=0.01))
+
+
+def test_cathode_ensemble_on_toy(tmp_path: Path) -> None:
+    """The flow learns the linear conditional mean, and an ensemble of the best epochs saves and loads exactly."""
+    x, m = _toy()
+    model = Cathode(transforms=3, hidden_features=[32, 32], epochs=10, batch_size=256, keep_best=3,
+                    device="cpu").fit(x, m)
+    assert len(model.state_dict()["flows"]) == 3
+    draw = model.sample(np.full(3000, 2.5), seed=1)
+    assert abs(draw[:, 0].mean() - 5.0) < 0.1 and abs(draw[:, 0].std() - 0.2) < 0.06
+    assert abs(draw[:, 1].mean()) < 0.1 and abs(draw[:, 1].std() - 1.0) < 0.1
+    model.save(tmp_path / "cathode.pt")
+    np.testing.assert_array_equal(Cathode.load(tmp_path / "cathode.pt").sample(np.full(100, 2.0), seed=3),
+                                  model.sample(np.full(100, 2.0), seed=3))
 
 
 def test_cathode_rejects_bad_input() -> None:

@@ -125,7 +125,7 @@ def spread(values: Iterable[float | None]) -> dict[str, Any]:
 def aggregate(
     results: list[dict[str, Any]],
     keys: tuple[str, ...] = ("max_sic", "sic_at_0.2", "sic_at_0.5", "sic_at_1e-3", "auc", "template_auc"),
-    group_by: tuple[str, ...] = ("method", "sr", "n_signal"),
+    group_by: tuple[str, ...] = ("method", "sr", "injection"),
 ) -> list[dict[str, Any]]:
     """Group results (one per seed) by ``group_by`` and give each metric's :func:`spread` over the seeds."""
     groups: dict[tuple, list[dict[str, Any]]] = {}

@@ -53,7 +53,9 @@ class Regions:
         lo, hi = self.sr
         slo, shi = self.scan if self.scan is not None else (-np.inf, np.inf)
         if self.sideband_width is not None:
-            slo, shi = max(slo, lo - self.sideband_width), min(shi, hi + self.sideband_width)
+            # Rounded so that 3.7 + 0.2 ends at 3.9, not at 3.9000000000000004.
+            slo = max(slo, round(lo - self.sideband_width, 9))
+            shi = min(shi, round(hi + self.sideband_width, 9))
         return ((m >= slo) & (m < lo)) | ((m >= hi) & (m < shi))
 
     def select_sr(self, m: np.ndarray, source: str = "data") -> np.ndarray:

@@ -74,12 +74,15 @@ class ConvAutoencoder(nn.Module):
                 dec.append(nn.SiLU())
             c_in = c
         self.decoder = nn.Sequential(*dec)
+        # Per-pixel logit offset, set to the log of the mean training image by ImageAutoencoder.fit: training then
+        # starts from the average jet instead of a flat image (which otherwise costs many epochs on a plateau).
+        self.pixel_bias = nn.Parameter(torch.zeros(1, 1, n_pixels, n_pixels))
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.decoder(self.encoder(x))
+        logits = self.decoder(self.encoder(x)) + self.pixel_bias
         return torch.softmax(logits.flatten(1), dim=1).view_as(x)
 
 
@@ -101,13 +104,13 @@ class ImageAutoencoder:
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "channels": (8, 16, 8), "hidden": 32, "latent": 6, "epochs": 15, "batch_size": 128, "lr": 2e-3,
-        "weight_decay": 0.0, "patience": 5, "validation_fraction": 0.2, "device": "auto", "seed": 0,
+        "channels": (8, 16, 8), "hidden": 32, "latent": 6, "epochs": 10, "batch_size": 64, "lr": 5e-3,
+        "weight_decay": 0.0, "patience": 4, "validation_fraction": 0.2, "device": "auto", "seed": 0,
         "progress": False,
     }  # fmt: skip
     #: The size used in the Tag N' Train paper's autoencoder (latent 6), trained longer on a GPU.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {"channels": (16, 32, 16), "hidden": 64, "epochs": 100, "batch_size": 256, "patience": 10},
+        "paper": {"channels": (16, 32, 16), "hidden": 64, "epochs": 100, "batch_size": 256, "lr": 1e-3, "patience": 10},
     }
 
     def __init__(self, preset: str | None = None, **config: Any) -> None:
@@ -125,6 +128,8 @@ class ImageAutoencoder:
         with seeded(c["seed"]):
             self.model = ConvAutoencoder(p, c["channels"], c["hidden"], c["latent"])
         model = self.model
+        with torch.no_grad():
+            model.pixel_bias.copy_(torch.log(x.mean(0, keepdim=True) + 1e-6))
 
         def loss_fn(batch: tuple[Tensor, ...]) -> Tensor:
             (xb,) = batch
@@ -255,7 +260,7 @@ def _jet_ranks(ref: np.ndarray, per_jet: np.ndarray) -> np.ndarray:
 
 AUTOENCODER_DEFAULTS: dict[str, Any] = {
     "input": "images", "combine": "sum", "train_on": "all", "jet_features": ("m", "tau21", "tau32", "n_const"),
-    "max_train_jets": None, **{f"ae_{k}": v for k, v in ImageAutoencoder.DEFAULTS.items() if k not in ("seed",)},
+    "max_train_jets": None, **{f"ae_{k}": v for k, v in ImageAutoencoder.DEFAULTS.items() if k not in ("seed", "progress")},
 }  # fmt: skip
 
 

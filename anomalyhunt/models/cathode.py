@@ -78,16 +78,16 @@ class Cathode(TemplateGenerator):
     DEFAULTS: dict[str, Any] = dict(
         flow="maf",
         transforms=6,
-        hidden_features=[64, 64],
+        hidden_features=[96, 96],
         bins=8,
         preprocessing="logit",
         margin=0.01,
-        epochs=40,
-        batch_size=512,
-        lr=1e-3,
+        epochs=20,
+        batch_size=1024,
+        lr=3e-3,
         weight_decay=0.0,
-        scheduler=None,
-        patience=5,
+        scheduler="cosine",
+        patience=10,
         val_fraction=0.2,
         keep_best=1,
         device="auto",
@@ -103,7 +103,7 @@ class Cathode(TemplateGenerator):
         # best validation epochs averaged, SR masses from a KDE (bandwidth 0.01 TeV), 400k template events.
         "paper": dict(
             flow="maf", transforms=15, hidden_features=[128, 128], epochs=100, batch_size=256, lr=1e-4,
-            patience=None, keep_best=10, kde_bandwidth=0.01, n_template=400_000,
+            scheduler=None, patience=None, keep_best=10, kde_bandwidth=0.01, n_template=400_000,
         ),
     }
 

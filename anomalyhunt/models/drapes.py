@@ -1,8 +1,8 @@
 """DRAPES: a conditional EDM diffusion model of p(x | m) trained on the sidebands.
 
-Sengupta, Klein, Raine, Golling, "Improving new physics searches with diffusion models for event observables and jet
-constituents" / "DRAPES" (2023-24), built on the EDM formulation of Karras et al., "Elucidating the design space of
-diffusion-based generative models" (NeurIPS 2022):
+Sengupta, Leigh, Raine, Klein, Golling, "Improving new physics searches with diffusion models for event observables
+and jet constituents" (arXiv:2312.10130, "Drapes"), built on the EDM formulation of Karras et al., "Elucidating the
+design space of diffusion-based generative models" (NeurIPS 2022):
 
 * preconditioning ``D(x; sigma, m) = c_skip x + c_out F(c_in x; c_noise, m)`` with ``c_skip = sd^2 / (sigma^2 + sd^2)``,
   ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``, ``c_in = 1 / sqrt(sigma^2 + sd^2)``, ``c_noise = ln(sigma) / 4``;
@@ -18,6 +18,9 @@ noises them up to ``sigma_prime`` and denoises them at the template mass; ``seed
   sampling; they are not saved);
 * ``"simulation"``: an ``.npz`` file at ``simulation_path`` with arrays ``x`` (n, d) and ``m`` (n,) in the same
   features and units as the fit data, or arrays given to :meth:`Drapes.set_seed_events`.
+
+Seeds are drawn at random (seeded) for the requested masses; with ``use_seed_mass=True`` each seed is instead denoised
+at its own mass (the paper's SR-seeded variant, which keeps the SR mass distribution; only the count of ``m`` is used).
 
 :func:`sigma_prime_scan` samples one template per ``sigma_prime`` for the DRAPES scan.
 """
@@ -102,11 +105,15 @@ def heun_sampler(denoiser: nn.Module, x: Tensor, m: Tensor, sigmas: Tensor) -> T
 
 @GENERATORS.register("drapes")
 class Drapes(TemplateGenerator):
-    """Conditional EDM diffusion trained on the sidebands (config keys: :attr:`DEFAULTS`; see the module doc)."""
+    """Conditional EDM diffusion trained on the sidebands (config keys: :attr:`DEFAULTS`; see the module doc).
+
+    ``kde_bandwidth``, ``oversample`` and ``n_template`` are read by the pipeline to draw the template masses (see
+    :func:`anomalyhunt.models.cathode.sample_sr_masses`).
+    """
 
     trains_on = "sidebands"
     DEFAULTS: dict[str, Any] = dict(
-        hidden=128,
+        hidden=64,
         n_blocks=3,
         dropout=0.0,
         n_noise_freqs=4,
@@ -123,18 +130,22 @@ class Drapes(TemplateGenerator):
         sigma_prime=1.0,
         seed_source="sidebands",
         simulation_path=None,
-        epochs=40,
+        use_seed_mass=False,
+        epochs=30,
         batch_size=512,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=0.0,
-        scheduler=None,
-        patience=8,
+        scheduler="cosine",
+        patience=10,
         val_fraction=0.2,
         keep_best=1,
         device="auto",
         seed=0,
         progress=False,
         sample_batch=100_000,
+        kde_bandwidth=None,
+        oversample=4,
+        n_template=None,
     )
     PRESETS: dict[str, dict[str, Any]] = {
         # Full-size GPU setup in the spirit of the DRAPES paper: a wide dense residual denoiser trained long with
@@ -149,13 +160,16 @@ class Drapes(TemplateGenerator):
         if c["mode"] not in ("full", "partial"):
             raise ConfigError(f"drapes: mode must be 'full' or 'partial', got {c['mode']!r}")
         if c["seed_source"] not in ("sidebands", "sr", "simulation"):
-            raise ConfigError(f"drapes: seed_source must be 'sidebands', 'sr' or 'simulation', got {c['seed_source']!r}")
+            raise ConfigError(
+                f"drapes: seed_source must be 'sidebands', 'sr' or 'simulation', got {c['seed_source']!r}"
+            )
         if c["mode"] == "partial" and not 0 < float(c["sigma_prime"]) <= float(c["sigma_max"]):
             raise ConfigError("drapes: sigma_prime must be in (0, sigma_max]")
         self._denoisers: list[EDMDenoiser] = []
         self._scaler: EventScaler | None = None
         self._n_features: int | None = None
-        self._seeds: dict[str, np.ndarray] = {}  # seed_source -> preprocessed features of the seed events
+        # seed_source -> (preprocessed features, raw masses) of the seed events
+        self._seeds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.history: dict[str, Any] = {}
 
     @property
@@ -210,7 +224,7 @@ class Drapes(TemplateGenerator):
         )
         self._set_states(hist.pop("best_states"))
         self.history = hist
-        self._seeds["sidebands"] = train[0].numpy()
+        self._seeds["sidebands"] = (train[0].numpy(), m.astype(np.float32))
         return self
 
     def _set_states(self, states: list[dict[str, Tensor]]) -> None:
@@ -230,13 +244,14 @@ class Drapes(TemplateGenerator):
             self.set_seed_events(x_sr, m_sr, source="sr")
 
     def set_seed_events(self, x: np.ndarray, m: np.ndarray, source: str | None = None) -> None:
-        """Use the events ``x`` (raw features, masses ``m`` only validated) as partial-diffusion seeds for ``source``
-        (default: the configured ``seed_source``)."""
+        """Use the events ``x`` at masses ``m`` (raw features and units, as in ``fit``) as partial-diffusion seeds for
+        ``source`` (default: the configured ``seed_source``)."""
         self._check_fitted()
-        x, _ = check_events(x, m, f"drapes seed events ({source or self.config['seed_source']})")
-        self._seeds[source or self.config["seed_source"]] = self._scaler.features.transform(x).astype(np.float32)
+        source = source or self.config["seed_source"]
+        x, m = check_events(x, m, f"drapes seed events ({source})")
+        self._seeds[source] = (self._scaler.features.transform(x).astype(np.float32), m.astype(np.float32))
 
-    def _seed_pool(self) -> np.ndarray:
+    def _seed_pool(self) -> tuple[np.ndarray, np.ndarray]:
         source = self.config["seed_source"]
         if source == "simulation" and source not in self._seeds and self.config["simulation_path"]:
             path = Path(self.config["simulation_path"])
@@ -269,7 +284,10 @@ class Drapes(TemplateGenerator):
         if not np.all(np.isfinite(m)):
             raise InputError("drapes.sample", "NaN or infinite masses")
         partial = sigma_prime is not None or c["mode"] == "partial"
-        start = float(sigma_prime if sigma_prime is not None else c["sigma_prime"]) if partial else float(c["sigma_max"])
+        if partial:
+            start = float(sigma_prime if sigma_prime is not None else c["sigma_prime"])
+        else:
+            start = float(c["sigma_max"])
         if not 0 < start <= float(c["sigma_max"]):
             raise ValueError(f"drapes: sigma_prime must be in (0, {c['sigma_max']}], got {start}")
         sigmas = karras_sigmas(int(c["n_steps"]), min(float(c["sigma_min"]), start), start, float(c["rho"]))
@@ -277,8 +295,11 @@ class Drapes(TemplateGenerator):
         rng = np.random.default_rng(seed)
         seeds = None
         if partial:
-            pool = self._seed_pool()
-            seeds = pool[rng.choice(len(pool), size=len(m), replace=len(m) > len(pool))]
+            pool, pool_m = self._seed_pool()
+            pick = rng.choice(len(pool), size=len(m), replace=len(m) > len(pool))
+            seeds = pool[pick]
+            if c["use_seed_mass"]:
+                m = pool_m[pick].astype(np.float64)
         mz = torch.as_tensor(self._scaler.transform_mass(m), dtype=torch.float32, device=dev)
         out = torch.empty(len(m), self._n_features, device=dev)
         member = torch.arange(len(m), device=dev) % len(self._denoisers)
@@ -300,7 +321,8 @@ class Drapes(TemplateGenerator):
             "n_features": self._n_features,
             "scaler": self._scaler.state_dict(),
             "denoisers": [{k: v.detach().cpu() for k, v in d.state_dict().items()} for d in self._denoisers],
-            "seeds": self._seeds.get("sidebands"),
+            "seeds": self._seeds.get("sidebands", (None, None))[0],
+            "seed_masses": self._seeds.get("sidebands", (None, None))[1],
             "history": {k: v for k, v in self.history.items() if k in ("train", "val", "best_epoch", "seconds")},
         }
 
@@ -309,7 +331,10 @@ class Drapes(TemplateGenerator):
         self._scaler = EventScaler(self.config["preprocessing"], self.config["margin"])
         self._scaler.load_state_dict(state["scaler"])
         self._set_states(state["denoisers"])
-        self._seeds = {} if state.get("seeds") is None else {"sidebands": np.asarray(state["seeds"], np.float32)}
+        self._seeds = {}
+        if state.get("seeds") is not None:
+            self._seeds["sidebands"] = (np.asarray(state["seeds"], np.float32),
+                                        np.asarray(state["seed_masses"], np.float32))
         self.history = dict(state.get("history", {}))
 
 

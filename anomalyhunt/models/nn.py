@@ -22,7 +22,7 @@ __all__ = ["pick_device", "ResidualMLP", "FrequencyEmbedding", "train_loop", "ba
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else is passed to :class:`torch.device`."""
+    """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else goes to :class:`torch.device`."""
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -127,7 +127,8 @@ class FrequencyEmbedding(nn.Module):
         if n_freqs < 1:
             raise ValueError("FrequencyEmbedding needs n_freqs >= 1")
         self.n_freqs = int(n_freqs)
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(self.n_freqs, dtype=torch.float32), persistent=False)
+        freqs = math.pi * 2.0 ** torch.arange(self.n_freqs, dtype=torch.float32)
+        self.register_buffer("freqs", freqs, persistent=False)
 
     @property
     def out_dim(self) -> int:
@@ -176,6 +177,7 @@ def train_loop(
     a scalar loss. Model selection and early stopping (``patience`` epochs without improvement; ``None`` = never stop)
     use the validation loss, or the training loss when ``val`` is ``None``. The best weights are restored at the end.
     ``scheduler="cosine"`` anneals the learning rate to zero over ``epochs``; ``grad_clip`` clips the gradient norm.
+    Torch's global generator is seeded with ``seed`` (initial shuffles, dropout, noise drawn inside ``loss_fn``).
 
     Returns ``{"train": [...], "val": [...], "best_epoch": int, "best_states": [state dicts of the keep_best best
     epochs, best first, on CPU], "best_losses": [...], "seconds": float}``.

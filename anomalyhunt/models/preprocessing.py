@@ -14,7 +14,10 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Step", "MinMaxLogit", "Standardize", "Pipeline", "make_pipeline", "check_events", "validation_split", "EventScaler"]
+__all__ = [
+    "Step", "MinMaxLogit", "Standardize", "Pipeline", "make_pipeline", "check_events", "validation_split",
+    "EventScaler",
+]
 
 
 def _as_2d(x: np.ndarray, source: str) -> np.ndarray:

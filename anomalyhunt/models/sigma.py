@@ -68,7 +68,9 @@ class VelocityField(nn.Module):
 
 
 @torch.no_grad()
-def integrate_ode(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, n_steps: int, solver: str = "midpoint") -> Tensor:
+def integrate_ode(
+    velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, n_steps: int, solver: str = "midpoint"
+) -> Tensor:
     """Integrate ``dx/dt = velocity(x, t)`` from t = 0 to 1 in ``n_steps`` fixed steps (``euler``, ``midpoint``,
     ``rk4``); ``t`` is passed as an (n,) tensor."""
     if n_steps < 1:
@@ -95,11 +97,15 @@ def integrate_ode(velocity: Callable[[Tensor, Tensor], Tensor], x0: Tensor, n_st
 
 @GENERATORS.register("sigma")
 class Sigma(TemplateGenerator):
-    """Conditional flow matching on all data with SR interpolation (config keys: :attr:`DEFAULTS`)."""
+    """Conditional flow matching on all data with SR interpolation (config keys: :attr:`DEFAULTS`).
+
+    ``kde_bandwidth``, ``oversample`` (templates of 3x the SR size, as in the paper) and ``n_template`` are read by the
+    pipeline to draw the template masses (see :func:`anomalyhunt.models.cathode.sample_sr_masses`).
+    """
 
     trains_on = "all"
     DEFAULTS: dict[str, Any] = dict(
-        hidden=128,
+        hidden=64,
         n_blocks=3,
         dropout=0.0,
         n_mass_freqs=9,
@@ -113,31 +119,36 @@ class Sigma(TemplateGenerator):
         n_steps=20,
         preprocessing="logit",
         margin=0.01,
-        epochs=40,
+        epochs=30,
         batch_size=512,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=0.0,
-        scheduler=None,
-        patience=8,
+        scheduler="cosine",
+        patience=10,
         val_fraction=0.2,
         keep_best=1,
         device="auto",
         seed=0,
         progress=False,
         sample_batch=100_000,
+        kde_bandwidth=None,
         oversample=3,
+        n_template=None,
     )
     PRESETS: dict[str, dict[str, Any]] = {
         # The SIGMA paper's setup: 4 residual blocks of 256 with dropout 0.2, 9 mass and 3 time frequencies, AdamW
         # lr 3e-4, batch 4096, early stopping, templates of 3x the SR size from an ensemble of the best epochs.
         "paper": dict(hidden=256, n_blocks=4, dropout=0.2, n_mass_freqs=9, n_time_freqs=3, lr=3e-4, batch_size=4096,
-                      epochs=1000, patience=50, keep_best=5, n_steps=100, solver="midpoint", oversample=3),
+                      epochs=1000, scheduler=None, patience=50, keep_best=5, n_steps=100, solver="midpoint",
+                      oversample=3),
     }
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**self.resolve_config(config))
         if self.config["interpolation"] not in INTERPOLATIONS:
-            raise ConfigError(f"sigma: interpolation must be one of {INTERPOLATIONS}, got {self.config['interpolation']!r}")
+            raise ConfigError(
+                f"sigma: interpolation must be one of {INTERPOLATIONS}, got {self.config['interpolation']!r}"
+            )
         self._fields: list[VelocityField] = []
         self._pre = make_pipeline(self.config["preprocessing"], self.config["margin"])
         self._m_range: tuple[float, float] | None = None

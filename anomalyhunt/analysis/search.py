@@ -1,0 +1,478 @@
+"""One weakly supervised search: inject signal, build a reference for the SR, k-fold CWoLa, score a held-out test set.
+
+:func:`run_search` runs one (method, SR, seed, n_signal). Methods:
+
+* ``cwola``: SR data vs sideband data next to the SR (CWoLa hunting; no template);
+* any name in :data:`~anomalyhunt.models.base.GENERATORS` (``cathode``, ``drapes``, ``sigma``, ...): SR data vs a
+  template sampled at masses drawn from a KDE of the SR data (``oversample`` x the SR size), from a generator fitted
+  on the sidebands or on all data according to its ``trains_on``;
+* ``idealized``: SR data vs held-out true SR background, same classifier, folds and seeds (the ceiling of template
+  methods);
+* ``supervised``: SR data with truth labels, signal vs background (the ceiling of any classifier on these events).
+
+:func:`run_searches` runs many as Dask tasks (a ``distributed.LocalCluster`` by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InputError
+from . import metrics
+from .cwola import KFoldResult, cwola, kfold_classify
+from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
+from .regions import Regions
+
+#: Methods that are not template generators.
+BASELINES = ("cwola", "idealized", "supervised")
+
+
+def default_data_dir() -> Path | None:
+    """``../shared/data/lhco-like`` beside the repository (or beside the working directory), if present."""
+    here = Path(__file__).resolve().parents[3] / "shared" / "data" / "lhco-like"
+    for cand in (here, Path.cwd().parent / "shared" / "data" / "lhco-like", Path.cwd() / "shared" / "data" / "lhco-like"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def default_feature_files() -> list[str]:
+    """The feature files of the default data directory; :class:`InputError` when there is none."""
+    d = default_data_dir()
+    files = sorted(d.glob("*.features.h5")) if d is not None else []
+    if not files:
+        raise InputError(
+            "../shared/data/lhco-like",
+            "no default data: give feature tables with --features FILE_OR_DIR (processor Parquet output or LHCO "
+            "v2 features .h5) or a --config file",
+        )
+    return [str(f) for f in files]
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines one search run (JSON-able; see the module doc for ``method``).
+
+    Data: ``background`` files/dirs (label 0 rows are background, label 1 rows signal) and optional ``signal``
+    files (all rows signal); empty ``background`` means the default data. Injection: ``n_signal`` events, or
+    ``significance`` = S/sqrt(B) in the data SR when ``n_signal`` is None; see :func:`inject_signal` for the rest.
+    ``sideband_width``/``scan`` define the sidebands generators train on (all masses outside the SR by default);
+    ``cwola_sideband_width`` those of CWoLa hunting (narrow, so that the features barely change across them).
+    ``oversample`` (template size / SR size; None: the generator's own ``oversample`` or 4) also sets the idealized
+    reference size, capped by the held-out background available.
+    """
+
+    method: str = "idealized"
+    sr: tuple[float, float] = (3.3, 3.7)
+    seed: int = 0
+    n_signal: int | None = None
+    significance: float | None = 2.2
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    background: tuple[str, ...] = ()
+    signal: tuple[str, ...] = ()
+    background_events: int | None = None
+    test_fraction: float = 0.2
+    idealized_fraction: float = 0.2
+    test_signal_events: int | None = None
+    sideband_width: float | None = None
+    cwola_sideband_width: float | None = 0.2
+    scan: tuple[float, float] | None = None
+    classifier: str = "hgb"
+    classifier_config: dict[str, Any] = field(default_factory=dict)
+    folds: int = 5
+    oversample: int | None = None
+    generator_config: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    min_background: int = 50
+    template_auc: bool = True
+    out: str | None = None
+    plots: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.sr = (float(self.sr[0]), float(self.sr[1]))
+        self.features = tuple(self.features)
+        self.background = tuple(str(p) for p in self.background)
+        self.signal = tuple(str(p) for p in self.signal)
+        if self.scan is not None:
+            self.scan = (float(self.scan[0]), float(self.scan[1]))
+        if self.n_signal is not None:
+            self.significance = None
+        elif self.significance is None:
+            raise ConfigError("search config: give n_signal or significance")
+        if self.folds < 2:
+            raise ConfigError(f"search config: folds={self.folds}, need >= 2")
+        check_feature_columns(self.features, source="search config 'features'")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        """Build from a mapping (YAML/JSON); an unknown key is a :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"search config: unknown key(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("sr", "features", "background", "signal", "scan"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @property
+    def injection(self) -> str:
+        """How much signal is injected, as written in results: ``"n=700"`` or ``"S/sqrt(B)=2.2"``."""
+        return f"n={self.n_signal}" if self.n_signal is not None else f"S/sqrt(B)={self.significance:g}"
+
+    @property
+    def name(self) -> str:
+        """A directory-safe run name."""
+        inj = f"n{self.n_signal}" if self.n_signal is not None else f"z{self.significance:g}"
+        return f"{self.method}_sr{self.sr[0]:g}-{self.sr[1]:g}_{inj}_seed{self.seed}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+
+_TABLES: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+
+def load_tables(background: Sequence[str] = (), signal: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(background, signal) feature tables from files/dirs, cached per process (searches in one worker share them)."""
+    from ..features import load_feature_table
+
+    background = tuple(str(p) for p in background) or tuple(default_feature_files())
+    key = (background, tuple(str(p) for p in signal))
+    if key in _TABLES:
+        return _TABLES[key]
+    bkgs, sigs = [], []
+    for path in background:
+        b, s = split_by_label(load_feature_table(path), path)
+        bkgs.append(b)
+        sigs.append(s)
+    for path in key[1]:
+        t = load_feature_table(path)
+        if "label" in t.columns and (t["label"].to_numpy() == 0).any():
+            raise InputError(path, "signal file holds background-labelled (label 0) events; pass it with --features")
+        sigs.append(t)
+    bkg = pd.concat(bkgs, ignore_index=True)
+    sig = pd.concat(sigs, ignore_index=True) if sigs else bkg.iloc[:0]
+    if len(bkg) == 0:
+        raise InputError(", ".join(background), "no background (label 0) events")
+    if len(sig) == 0:
+        raise InputError(", ".join(background + key[1]), "no signal (label 1) events to inject")
+    if len(_TABLES) >= 4:
+        _TABLES.clear()
+    _TABLES[key] = (bkg, sig)
+    return bkg, sig
+
+
+def make_sample(cfg: SearchConfig, regions: Regions | None = None) -> InjectedSample:
+    """The injected data set of ``cfg`` (same for every method with the same seed and injection settings)."""
+    bkg, sig = load_tables(cfg.background, cfg.signal)
+    return inject_signal(
+        bkg,
+        sig,
+        regions=regions or Regions(cfg.sr, cfg.sideband_width, cfg.scan),
+        n_signal=cfg.n_signal,
+        significance=cfg.significance,
+        seed=cfg.seed,
+        features=cfg.features,
+        background_events=cfg.background_events,
+        test_fraction=cfg.test_fraction,
+        idealized_fraction=cfg.idealized_fraction,
+        test_signal_events=cfg.test_signal_events,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one search
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _sub_seed(seed: int, tag: int) -> int:
+    return int(np.random.SeedSequence([int(seed), tag]).generate_state(1)[0] % (2**31 - 1))
+
+
+def _generator(cfg: SearchConfig):
+    from ..models.base import GENERATORS
+
+    if cfg.method not in GENERATORS:
+        raise ConfigError(
+            f"unknown search method {cfg.method!r}; available: {', '.join(list(BASELINES) + GENERATORS.names())}"
+        )
+    cls = GENERATORS.get(cfg.method)
+    gcfg = dict(cfg.generator_config)
+    defaults = getattr(cls, "DEFAULTS", {}) or {}
+    preset = gcfg.pop("preset", None)
+    auto = {"seed": _sub_seed(cfg.seed, 7), "device": cfg.device, "progress": cfg.progress, "sr": list(cfg.sr)}
+    for k, v in auto.items():
+        if k not in gcfg and (k in defaults and (k != "sr" or defaults[k] is None)):
+            gcfg[k] = v
+    return cls.from_preset(preset, **gcfg) if preset else cls(**gcfg)
+
+
+def _template(cfg: SearchConfig, sample: InjectedSample, regions: Regions, sr: np.ndarray) -> dict[str, Any]:
+    """Fit the generator, draw SR masses from a KDE of the SR data and sample the template."""
+    from ..models.cathode import sample_sr_masses
+
+    gen = _generator(cfg)
+    t0 = time.perf_counter()
+    if gen.trains_on == "sidebands":
+        sb = regions.select_sb(sample.m, "data")
+        gen.fit(sample.x[sb], sample.m[sb])
+    elif gen.trains_on == "all":
+        gen.fit(sample.x, sample.m)
+    else:
+        raise ConfigError(f"{cfg.method}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x_sr, m_sr = sample.x[sr], sample.m[sr]
+    if hasattr(gen, "condition_on_region"):
+        gen.condition_on_region(x_sr, m_sr)
+    n = gen.config.get("n_template") or _oversample(cfg, gen) * int(sr.sum())
+    masses = sample_sr_masses(
+        m_sr, int(n), seed=_sub_seed(cfg.seed, 11), bandwidth=gen.config.get("kde_bandwidth"), bounds=cfg.sr
+    )
+    x_t = np.asarray(gen.sample(masses, region=cfg.sr, seed=_sub_seed(cfg.seed, 13)), dtype=np.float64)
+    finite = np.isfinite(x_t).all(axis=1)
+    if finite.mean() < 0.99:
+        raise InputError(f"{cfg.method} template", f"{int((~finite).sum())} of {len(x_t)} sampled events are not finite")
+    return {"x": x_t[finite], "seconds_fit": t_fit, "seconds_sample": time.perf_counter() - t0,
+            "n_dropped": int((~finite).sum())}
+
+
+def _oversample(cfg: SearchConfig, gen: Any = None) -> int:
+    if cfg.oversample is not None:
+        return int(cfg.oversample)
+    if gen is not None and gen.config.get("oversample"):
+        return int(gen.config["oversample"])
+    return 4
+
+
+def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
+    """Run one search; returns the results dict (also written to ``config.out`` when set)."""
+    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(config)
+    if cfg.method not in BASELINES:
+        _generator(cfg)  # fail on an unknown method or generator option before any work
+    start = time.perf_counter()
+    regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
+    sample = make_sample(cfg, regions)
+    sr = regions.select_sr(sample.m, "data")
+    x_sr = sample.x[sr]
+    common = dict(
+        classifier=cfg.classifier,
+        classifier_config={**cfg.classifier_config, **({"device": cfg.device} if cfg.classifier == "mlp" else {})},
+        folds=cfg.folds,
+        seed=_sub_seed(cfg.seed, 3),
+        progress=cfg.progress,
+    )
+    template, tinfo = None, {}
+    if cfg.method == "cwola":
+        cw = Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)
+        reference = sample.x[cw.select_sb(sample.m, "data")]
+        kf = cwola(x_sr, reference, sample.x_test, **common)
+    elif cfg.method == "supervised":
+        truth = sample.is_signal[sr].astype(bool)
+        if not truth.any():
+            raise InputError("supervised", f"no signal events in the data {regions.name} to train on")
+        reference = x_sr[~truth]
+        kf = kfold_classify(x_sr[truth], reference, sample.x_test, **common)
+        scores = np.empty(len(x_sr))
+        scores[truth], scores[~truth] = kf.scores_1, kf.scores_0
+        kf = KFoldResult(scores, kf.scores_0, np.zeros(len(x_sr), np.int64), kf.fold_0, kf.test_scores, kf.seconds)
+    else:
+        if cfg.method == "idealized":
+            n_max = _oversample(cfg) * int(sr.sum())
+            pool = sample.x_ideal
+            if len(pool) == 0:
+                raise InputError("idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)")
+            pick = np.random.default_rng(_sub_seed(cfg.seed, 5)).permutation(len(pool))[:n_max]
+            template = pool[np.sort(pick)]
+        else:
+            tinfo = _template(cfg, sample, regions, sr)
+            template = tinfo["x"]
+        reference = template
+        kf = cwola(x_sr, template, sample.x_test, **common)
+
+    res: dict[str, Any] = {
+        "method": cfg.method,
+        "sr": list(cfg.sr),
+        "seed": cfg.seed,
+        "injection": cfg.injection,
+        "classifier": cfg.classifier,
+    }
+    res.update(sample.stats())
+    res["n_signal"] = res.pop("n_injected")
+    res["n_data_sr"], res["n_reference"] = int(len(x_sr)), int(len(reference))
+    res.update(metrics.summarize(sample.y_test, kf.test_scores, cfg.min_background))
+    res["template_auc"] = None
+    res["seconds_template_auc"] = None
+    if template is not None and cfg.template_auc:
+        t0 = time.perf_counter()
+        from .fidelity import template_auc
+
+        # Always the boosted-tree ensemble, so that template AUCs compare across classifiers; as many template
+        # events as true ones (an oversampled template adds cost, not power, to this check).
+        truth = sample.x_test[sample.y_test == 0]
+        rng = np.random.default_rng(_sub_seed(cfg.seed, 19))
+        sub = template[np.sort(rng.permutation(len(template))[: len(truth)])]
+        res["template_auc"] = template_auc(
+            sub, truth, folds=cfg.folds, seed=_sub_seed(cfg.seed, 17),
+            classifier_config=cfg.classifier_config if cfg.classifier == "hgb" else None,
+        )
+        res["seconds_template_auc"] = time.perf_counter() - t0
+    res["seconds_train"] = kf.seconds
+    res["seconds_fit"] = tinfo.get("seconds_fit")
+    res["seconds_sample"] = tinfo.get("seconds_sample")
+    res["seconds_template"] = (tinfo["seconds_fit"] + tinfo["seconds_sample"]) if tinfo else None
+    res["n_template_dropped"] = tinfo.get("n_dropped")
+    res["seconds_total"] = time.perf_counter() - start
+    res["config"] = cfg.to_dict()
+    if cfg.out:
+        write_outputs(cfg, res, sample, sr, kf)
+    return res
+
+
+def write_outputs(
+    cfg: SearchConfig, res: dict[str, Any], sample: InjectedSample, sr: np.ndarray, kf: KFoldResult
+) -> Path:
+    """``results.json``, ``config.json``, ``scores.parquet`` (test set and out-of-fold SR data scores) and the
+    ROC/SIC plot (``performance.png``/``.pdf``) in ``cfg.out``."""
+    from ..runconfig import write_run_config
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(_jsonable(res), indent=2))
+    write_run_config(out, cfg.to_dict())
+    scores = pd.DataFrame(
+        {
+            "set": np.concatenate([np.full(len(sample.y_test), "test"), np.full(int(sr.sum()), "data")]),
+            "score": np.concatenate([kf.test_scores, kf.scores_1]),
+            "label": np.concatenate([sample.y_test, sample.is_signal[sr]]).astype(np.int8),
+            "mjj": np.concatenate([sample.m_test, sample.m[sr]]),
+        }
+    )
+    scores.to_parquet(out / "scores.parquet", index=False)
+    if cfg.plots:
+        plot_performance({cfg.method: (sample.y_test, kf.test_scores)}, out / "performance", cfg.min_background)
+    return out
+
+
+def plot_performance(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, min_background: int = 50
+) -> list[Path]:
+    """ROC and SIC curves (PNG and PDF at ``path``) of ``label -> (y_test, scores)``; points keeping fewer than
+    ``min_background`` background test events are not drawn."""
+    from .plots import plot_roc_sic
+
+    methods, n_b = {}, None
+    for name, (y, s) in curves.items():
+        eps_s, eps_b, _ = metrics.roc(y, s)
+        methods[name] = (eps_s, eps_b)
+        n_b = int((np.asarray(y) == 0).sum()) if n_b is None else min(n_b, int((np.asarray(y) == 0).sum()))
+    return plot_roc_sic(methods, path=path, min_eps_b=max(min_background, 1) / max(n_b or 1, 1)).files
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# many searches: Dask
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _run_task(config: dict[str, Any]) -> dict[str, Any]:
+    """Dask task: one search with the worker's thread count for torch and OpenMP."""
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        threads = 1
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    return _jsonable(run_search(config))
+
+
+def run_searches(
+    configs: Iterable[SearchConfig | dict[str, Any]],
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run searches as Dask tasks and return their results in the order of ``configs``.
+
+    ``scheduler``: ``None`` starts a ``distributed.LocalCluster`` (processes, one thread each, ``workers`` of them,
+    default min(#configs, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
+    process without Dask. Tasks on a CUDA device ask for worker resource ``{"GPU": 1}`` (a local cluster then gives
+    each worker one such resource, so GPU runs share the local GPU one per worker).
+    """
+    cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
+    if not cfgs:
+        return []
+    if scheduler == "sync":
+        it = cfgs
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(cfgs, desc="searches", unit="run")
+        return [_jsonable(run_search(c)) for c in it]
+
+    from distributed import Client, LocalCluster, as_completed
+
+    gpu = [str(c.device).startswith("cuda") for c in cfgs]
+    cluster = None
+    if scheduler is None:
+        import logging
+
+        n = workers or max(1, min(len(cfgs), os.cpu_count() or 1))
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+            resources={"GPU": 1} if any(gpu) else None,
+        )
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [
+            client.submit(_run_task, c.to_dict(), key=f"search-{i}-{c.name}", pure=False,
+                          resources={"GPU": 1} if g else None)
+            for i, (c, g) in enumerate(zip(cfgs, gpu))
+        ]
+        if progress:
+            from tqdm.auto import tqdm
+
+            for _ in tqdm(as_completed(futures), total=len(futures), desc="searches", unit="run"):
+                pass
+        return client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
