@@ -31,6 +31,10 @@ def test_auc_and_fixed_efficiency_points(gaussians) -> None:
         assert metrics.background_efficiency_at(y, s, eps_s) == pytest.approx(eps_b, rel=0.03)
         assert metrics.sic_at_signal_efficiency(y, s, eps_s) == pytest.approx(eps_s / np.sqrt(eps_b), rel=0.02)
     assert metrics.rejection_at(y, s, 0.2) == pytest.approx(1 / norm.sf(mu + norm.isf(0.2)), rel=0.03)
+    # The eps_S = 0.2 cut keeps ~6.6k of 200k background events: fine for 50, not for 10k.
+    assert metrics.sic_at_signal_efficiency(y, s, 0.2, min_background=50) is not None
+    assert metrics.sic_at_signal_efficiency(y, s, 0.2, min_background=10_000) is None
+    assert metrics.rejection_at(y, s, 0.2, min_background=10_000) is None
     # 200k background events >= 50k: SIC at eps_B = 1e-3 is defined; eps_S = Q(Q^-1(1e-3) - mu) = 0.0183.
     expected = norm.sf(norm.isf(1e-3) - mu) / np.sqrt(1e-3)
     assert metrics.sic_at_background_efficiency(y, s, 1e-3) == pytest.approx(expected, rel=0.1)

@@ -216,7 +216,7 @@ TOY_RUN = dict(n_signal=150, folds=3, classifier_config={"n_ensemble": 2}, templ
 def test_run_search_is_reproducible_across_dask_workers(toy_file: Path) -> None:
     cfgs = [SearchConfig(method=m, background=(str(toy_file),), seed=4, **TOY_RUN) for m in ("idealized", "cwola")]
     local = [run_search(c) for c in cfgs]
-    remote = run_searches(cfgs, workers=2)
+    remote = run_searches(cfgs, workers=1)
     for a, b in zip(local, remote):
         assert b["method"] == a["method"] and b["max_sic"] == pytest.approx(a["max_sic"], rel=1e-12)
     ideal, cw = local
@@ -263,7 +263,7 @@ def test_bench_search_quick(toy_file: Path, tmp_path: Path, capsys) -> None:
     rc = main([
         "bench", "search", "--quick", "--features", str(toy_file), "--method", "idealized", "--method", "cwola",
         "--background-events", "40000", "--significance", "5", "--classifier-option", "n_ensemble=2",
-        "--scheduler", "sync", "--out", str(out), "--quiet",
+        "--scheduler", "sync", "--out", str(out), "--quiet", "--no-plots",
     ])
     assert rc == 0
     rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())}
@@ -320,7 +320,7 @@ def test_physics_idealized_supervised_cwola(physics) -> None:
     cw = physics[("cwola", "S/sqrt(B)=4")]
     for r in ideal + sup + cw:
         assert r["S/sqrt(B)"] >= 3.9 and r["n_test_background"] > 4000
-    # Measured (seeds 0, 1): idealized 5.5 / 5.7, supervised 6.9 / 7.1, CWoLa hunting 2.2 / 2.6.
+    # Measured (seeds 0, 1): idealized 5.64 / 5.47, supervised 6.92 / 7.12, CWoLa hunting 2.32 / 2.06.
     for i, s, c in zip(ideal, sup, cw):
         assert i["max_sic"] > 3.5
         assert s["max_sic"] > i["max_sic"]
@@ -334,7 +334,8 @@ def test_physics_idealized_supervised_cwola(physics) -> None:
 def test_physics_no_signal_gives_noise(physics) -> None:
     for r in physics[("idealized", "n=0")]:
         assert r["S"] == 0
-        # Measured: see the report; a classifier of SR data vs true background finds nothing to learn.
+        # Nothing to learn from SR data vs true background: the best cut is no cut (measured max SIC 1.00 for
+        # both seeds; AUC 0.54 and 0.21 -- a noise classifier ranks the out-of-distribution signal arbitrarily).
         assert r["max_sic"] < 2.0
         assert r["auc"] < 0.65
 
@@ -357,3 +358,54 @@ def test_template_fidelity_controls(lhco_dir: Path) -> None:
     # Negative control: sideband events moved unchanged into the SR (measured 0.747).
     control = fidelity.sideband_control(x, regions.sb_mask(m), n=len(a))
     assert fidelity.template_auc(control, b, **cfg) > 0.6
+
+
+@pytest.mark.lhco
+@pytest.mark.slow
+def test_cathode_search(lhco_dir: Path) -> None:
+    """CATHODE through the whole pipeline with a small CPU flow (15 epochs) at S/sqrt(B) = 4."""
+    from anomalyhunt.models.base import GENERATORS
+
+    if "cathode" not in GENERATORS:
+        pytest.skip("the cathode generator is not available")
+    r = run_search(SearchConfig(
+        method="cathode", background=lhco_files(lhco_dir), seed=0,
+        generator_config={"lr": 3e-3, "scheduler": "cosine", "epochs": 15, "patience": None, "batch_size": 512},
+        **LHCO_RUN,
+    ))
+    # Measured: max SIC 3.82 (idealized 5.64 on the same data and seed), template AUC 0.541.
+    assert r["max_sic"] > 2.5
+    assert r["template_auc"] < 0.6
+    assert r["n_reference"] == 4 * r["n_data_sr"] and r["n_template_dropped"] == 0
+    assert r["seconds_fit"] > 0 and r["seconds_sample"] > 0
+
+
+def test_yaml_config_expands_to_runs(tmp_path: Path) -> None:
+    from anomalyhunt.cli import build_parser
+    from anomalyhunt.commands.search import expand, merged_settings
+
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(
+        "methods: [cwola, cathode]\n"
+        "n_seeds: 2\n"
+        "windows: {lo: 3.0, hi: 4.0, width: 0.4, step: 0.2}\n"
+        "n_signal: [0, 500]\n"
+        "generator_config: {cathode: {epochs: 3}}\n"
+        "classifier_config: {n_ensemble: 2}\n"
+    )
+    args = build_parser().parse_args(["search", "--config", str(cfg), "--folds", "4"])
+    runs = expand(merged_settings(args), tmp_path / "out")
+    # 4 windows x 2 injections x 2 methods x 2 seeds.
+    assert len(runs) == 32
+    assert sorted({r.sr for r in runs}) == [(3.0, 3.4), (3.2, 3.6), (3.4, 3.8), (3.6, 4.0)]
+    assert {r.n_signal for r in runs} == {0, 500} and {r.seed for r in runs} == {0, 1}
+    assert all(r.folds == 4 and r.classifier_config == {"n_ensemble": 2} for r in runs)
+    assert {r.generator_config.get("epochs") for r in runs if r.method == "cathode"} == {3}
+    assert all(r.generator_config == {} for r in runs if r.method == "cwola")
+    assert len({r.out for r in runs}) == 32  # one output directory per run
+    args = build_parser().parse_args(["search", "--config", str(cfg), "--sr", "3.3:3.7", "--seed", "7"])
+    runs = expand(merged_settings(args), tmp_path / "out")
+    assert {(r.sr, r.seed) for r in runs} == {((3.3, 3.7), 7)} and len(runs) == 4
+    (tmp_path / "bad.yaml").write_text("methds: [cwola]\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        expand(merged_settings(build_parser().parse_args(["search", "--config", str(tmp_path / "bad.yaml")])), "o")

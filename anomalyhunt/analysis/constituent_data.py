@@ -104,7 +104,7 @@ class ConstituentData:
         for jet in ("j1", "j2"):
             per_jet = []
             for name in names:
-                col = f"m{jet[1]}" if name == "m" else f"{name}_{jet}"
+                col = f"m{jet}" if name == "m" else f"{name}_{jet}"
                 if col not in self.table.columns:
                     raise InputError(self.source, f"no column {col!r} for jet feature {name!r}")
                 v = self.table[col].to_numpy(np.float64)
@@ -119,7 +119,8 @@ class ConstituentData:
             idx = np.flatnonzero(idx)
         take = lambda a: None if a is None else a[idx]  # noqa: E731
         return ConstituentData(
-            self.table.iloc[idx], take(self.clouds), take(self.mask), take(self.images), self.cloud_features, self.source
+            self.table.iloc[idx], take(self.clouds), take(self.mask), take(self.images), self.cloud_features,
+            self.source,
         )
 
     @classmethod
@@ -429,4 +430,5 @@ def mjj_sculpting(
     frac = selected.mean()
     var = n_all[ok] * frac * (1 - frac)
     chi2 = float(((n_sel[ok] - frac * n_all[ok]) ** 2 / var).sum())
-    return {"ks_statistic": float(ks.statistic), "p_value": float(ks.pvalue), "chi2_ndf": chi2 / max(int(ok.sum()) - 1, 1)}
+    ndf = max(int(ok.sum()) - 1, 1)
+    return {"ks_statistic": float(ks.statistic), "p_value": float(ks.pvalue), "chi2_ndf": chi2 / ndf}

@@ -69,11 +69,19 @@ def signal_efficiency_at(y: np.ndarray, score: np.ndarray, eps_b: float) -> floa
     return float(np.interp(eps_b, ub, s[::-1][last]))
 
 
-def sic_at_signal_efficiency(y: np.ndarray, score: np.ndarray, eps_s: float) -> float | None:
-    """SIC at signal efficiency ``eps_s``; ``None`` when no background test event survives that cut (the SIC is
-    then only bounded from below by the test-set size)."""
+def _background_kept(y: np.ndarray, eps_b: float) -> float:
+    return eps_b * int((np.asarray(y) == 0).sum())
+
+
+def sic_at_signal_efficiency(
+    y: np.ndarray, score: np.ndarray, eps_s: float, min_background: int = 1
+) -> float | None:
+    """SIC at signal efficiency ``eps_s``; ``None`` when that cut keeps fewer than ``min_background`` (at least
+    one) background test events: the SIC would rest on a handful of events, or be infinite."""
     b = background_efficiency_at(y, score, eps_s)
-    return float(eps_s / np.sqrt(b)) if b > 0 else None
+    if b <= 0 or _background_kept(y, b) < max(min_background, 1) - 1e-9:
+        return None
+    return float(eps_s / np.sqrt(b))
 
 
 def sic_at_background_efficiency(
@@ -95,21 +103,25 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score))
 
 
-def rejection_at(y: np.ndarray, score: np.ndarray, eps_s: float = 0.2) -> float | None:
-    """Background rejection 1/eps_B at signal efficiency ``eps_s`` (``None`` when no background survives)."""
+def rejection_at(y: np.ndarray, score: np.ndarray, eps_s: float = 0.2, min_background: int = 1) -> float | None:
+    """Background rejection 1/eps_B at signal efficiency ``eps_s`` (``None`` when fewer than ``min_background``,
+    at least one, background test events survive)."""
     b = background_efficiency_at(y, score, eps_s)
-    return float(1.0 / b) if b > 0 else None
+    if b <= 0 or _background_kept(y, b) < max(min_background, 1) - 1e-9:
+        return None
+    return float(1.0 / b)
 
 
 def summarize(y: np.ndarray, score: np.ndarray, min_background: int = 50) -> dict[str, float | None]:
-    """All scalar metrics of one test-set scoring."""
+    """All scalar metrics of one test-set scoring; cuts keeping fewer than ``min_background`` background test events
+    give ``None`` (or are skipped, for the maximum SIC)."""
     return {
         "max_sic": max_sic(y, score, min_background),
-        "sic_at_0.2": sic_at_signal_efficiency(y, score, 0.2),
-        "sic_at_0.5": sic_at_signal_efficiency(y, score, 0.5),
+        "sic_at_0.2": sic_at_signal_efficiency(y, score, 0.2, min_background),
+        "sic_at_0.5": sic_at_signal_efficiency(y, score, 0.5, min_background),
         "sic_at_1e-3": sic_at_background_efficiency(y, score, 1e-3),
         "auc": auc(y, score),
-        "rejection_at_0.2": rejection_at(y, score, 0.2),
+        "rejection_at_0.2": rejection_at(y, score, 0.2, min_background),
     }
 
 

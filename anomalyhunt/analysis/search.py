@@ -290,9 +290,11 @@ def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
             raise InputError("supervised", f"no signal events in the data {regions.name} to train on")
         reference = x_sr[~truth]
         kf = kfold_classify(x_sr[truth], reference, sample.x_test, **common)
-        scores = np.empty(len(x_sr))
+        # Back to one out-of-fold score per SR data event, in data order, like the other methods.
+        scores, folds = np.empty(len(x_sr)), np.empty(len(x_sr), np.int64)
         scores[truth], scores[~truth] = kf.scores_1, kf.scores_0
-        kf = KFoldResult(scores, kf.scores_0, np.zeros(len(x_sr), np.int64), kf.fold_0, kf.test_scores, kf.seconds)
+        folds[truth], folds[~truth] = kf.fold_1, kf.fold_0
+        kf = KFoldResult(scores, kf.scores_0, folds, kf.fold_0, kf.test_scores, kf.seconds)
     else:
         if cfg.method == "idealized":
             n_max = _oversample(cfg) * int(sr.sum())
@@ -454,7 +456,7 @@ def run_searches(
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            silence_logs=logging.WARNING,
+            silence_logs=logging.ERROR,
             resources={"GPU": 1} if any(gpu) else None,
         )
         client = Client(cluster)

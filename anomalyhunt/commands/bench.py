@@ -148,7 +148,7 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> No
     from rich.console import Console
     from rich.table import Table
 
-    from .search import _fmt
+    from .search import _fmt, console_for_tables
 
     r0 = results[0]
     title = (
@@ -167,7 +167,7 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> No
             f"{row['ratio_to_idealized']:.2f}" if row["ratio_to_idealized"] is not None else "-",
             _fmt(row["template_auc"], 3),
         )
-    Console().print(table)
+    console_for_tables().print(table)
 
 
 def run_search_bench(args: argparse.Namespace) -> int:
@@ -179,7 +179,7 @@ def run_search_bench(args: argparse.Namespace) -> int:
     configs = expand(settings, out)
     results = run_searches(configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
                            progress=not args.quiet)
-    report(results, out, settings, plots=True)
+    report(results, out, settings, plots=settings.get("plots", True))
     rows = summarize_bench(results)
     Path(out, "bench.json").write_text(json.dumps(_jsonable(rows), indent=2))
     print_bench(rows, results)

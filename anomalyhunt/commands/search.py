@@ -43,6 +43,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address; 'sync' runs in this process")
     p.add_argument("--workers", type=int, help="local Dask workers (default: min(#runs, #CPUs))")
     p.add_argument("--out", metavar="DIR", help="output directory")
+    p.add_argument("--no-plots", action="store_true", help="skip the ROC/SIC plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -120,6 +121,8 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         s.pop("n_seeds", None)
     if args.quiet:
         s["progress"] = False
+    if args.no_plots:
+        s["plots"] = False
     return s
 
 
@@ -215,8 +218,16 @@ def _fmt(s: dict[str, Any] | None, digits: int = 2) -> str:
     return f"{s['median']:.{digits}f}"
 
 
-def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+def console_for_tables():
+    """A rich console; wide when not a terminal, so that logged tables are not wrapped to 80 columns."""
+    import sys
+
     from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="anomalyhunt search: median [16%, 84%] over seeds")
@@ -230,7 +241,7 @@ def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) 
             f"{sum(zs) / len(zs):.2f}" if zs else "-", str(len(row["seeds"])), _fmt(row["max_sic"]),
             _fmt(row["sic_at_0.2"]), _fmt(row["auc"], 3), _fmt(row["template_auc"], 3),
         )
-    Console().print(table)
+    console_for_tables().print(table)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -242,6 +253,6 @@ def main(args: argparse.Namespace) -> int:
     results = run_searches(
         configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
     )
-    report(results, out, settings)
+    report(results, out, settings, plots=settings.get("plots", True))
     print(f"results in {out}/results.json")
     return 0

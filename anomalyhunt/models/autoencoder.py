@@ -260,7 +260,8 @@ def _jet_ranks(ref: np.ndarray, per_jet: np.ndarray) -> np.ndarray:
 
 AUTOENCODER_DEFAULTS: dict[str, Any] = {
     "input": "images", "combine": "sum", "train_on": "all", "jet_features": ("m", "tau21", "tau32", "n_const"),
-    "max_train_jets": None, **{f"ae_{k}": v for k, v in ImageAutoencoder.DEFAULTS.items() if k not in ("seed", "progress")},
+    "max_train_jets": None,
+    **{f"ae_{k}": v for k, v in ImageAutoencoder.DEFAULTS.items() if k not in ("seed", "progress")},
 }  # fmt: skip
 
 

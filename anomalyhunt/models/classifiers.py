@@ -39,6 +39,32 @@ def _check_xy(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     return x
 
 
+class QuantileBinner:
+    """Maps each feature to the index of its (unweighted) quantile bin, at most ``n_bins`` values per feature.
+
+    Boosted trees only see bin indices anyway; binning here, without the sample weights, makes scikit-learn's own
+    binning trivial (few distinct values), where with sample weights it computes hundreds of weighted percentiles
+    per feature in Python (seconds per fit).
+    """
+
+    def __init__(self, n_bins: int = 255) -> None:
+        self.n_bins = int(n_bins)
+        self.edges: list[np.ndarray] = []
+
+    def fit(self, x: np.ndarray) -> "QuantileBinner":
+        q = np.linspace(0, 100, self.n_bins + 1)[1:-1]
+        self.edges = [np.unique(np.percentile(col, q)) for col in np.asarray(x, dtype=np.float64).T]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[1] != len(self.edges):
+            raise ValueError(f"{x.shape[1]} features, the binner was fitted on {len(self.edges)}")
+        return np.column_stack([np.searchsorted(e, col, side="right") for e, col in zip(self.edges, x.T)]).astype(
+            np.float32
+        )
+
+
 @DISCRIMINATORS.register("hgb")
 class HGBEnsemble(Discriminator):
     """Ensemble of :class:`sklearn.ensemble.HistGradientBoostingClassifier` with early stopping.
@@ -81,6 +107,8 @@ class HGBEnsemble(Discriminator):
         y = np.asarray(y).astype(np.int64)
         c = self.config
         w = class_balanced_weights(y, sample_weight) if c["balance"] else sample_weight
+        self.binner = QuantileBinner().fit(x)
+        x = self.binner.transform(x)
         self.members = []
         for j in range(int(c["n_ensemble"])):
             clf = HistGradientBoostingClassifier(
@@ -110,7 +138,7 @@ class HGBEnsemble(Discriminator):
     def score(self, x: np.ndarray) -> np.ndarray:
         if not self.members:
             raise RuntimeError("HGBEnsemble.score called before fit")
-        x = _check_xy(x)
+        x = self.binner.transform(_check_xy(x))
         with self._threads():
             return np.mean([clf.predict_proba(x)[:, 1] for clf in self.members], axis=0)
 

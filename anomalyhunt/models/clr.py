@@ -5,8 +5,10 @@ A transformer encoder (no positional encoding, padding mask, sum pooling, two-la
 augmentations of a jet together and pushes other jets away (DarkCLR); AnomalyCLR also pushes each jet's *anomaly*
 augmentations away (:mod:`.augment`), so that the representation learns what makes a jet unlike QCD.
 
-The anomaly score of a jet is the L2 norm of ``z`` times a sign fixed before any test event is seen: with
-``norm_sign="auto"`` it is the sign of (mean norm of anomaly-augmented training jets - mean norm of the training
+The anomaly score of a jet is the L2 norm of ``z`` times a sign fixed before any test event is seen. The cosine
+similarities of NT-Xent leave the norm free, so AnomalyCLR adds a ranking term (weight ``norm_weight``) that makes
+an anomaly augmentation's norm larger than its jet's: the sign is then +1 by construction. Without it (DarkCLR),
+``norm_sign="auto"`` takes the sign of (mean norm of anomaly-augmented training jets - mean norm of the training
 jets), a label-free calibration on the training data. An event's score combines its two jets' score quantiles.
 A dense autoencoder on the event representation ``[z_light, z_heavy]`` gives a second score, and the
 linear-classifier test (logistic regression on the frozen representation vs on the raw constituents, evaluated with
@@ -97,7 +99,8 @@ class CLRModel:
 
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "n_constituents": 30, "extra_slots": 6, "embed": 32, "ff": 64, "heads": 2, "layers": 2, "out": 32,
-        "dropout": 0.0, "temperature": 0.1, "anomaly_negatives": True, "norm_weight": 1.0, "epochs": 4, "batch_size": 128, "lr": 1e-3,
+        "dropout": 0.0, "temperature": 0.1, "anomaly_negatives": True, "norm_weight": 1.0, "epochs": 4,
+        "batch_size": 128, "lr": 1e-3,
         "weight_decay": 0.0, "patience": None, "validation_fraction": 0.1, "norm_sign": "auto", "device": "auto",
         "seed": 0, "progress": False,
     }  # fmt: skip

@@ -197,11 +197,14 @@ def _sub_seed(seed: int, *keys: int) -> int:
 def tag_n_train(
     train: ConstituentData, config: dict[str, Any], seed: int = 0, progress: bool = False
 ) -> tuple[list[Discriminator], dict[str, Any]]:
-    """Run TNT on ``train``; returns the final (lighter-jet, heavier-jet) classifiers and a record per iteration
-    (``tagger_ranks``: the (n, 2) tagger quantiles used for labelling, ``selected``: which events were labelled 1 and
-    0 for each jet's classifier)."""
+    """Run TNT on ``train``; returns the final (lighter-jet, heavier-jet) classifiers and a record: the starting
+    autoencoder (``ae``, ``ae_per_jet``, ``ae_train_errors``) and per iteration ``tagger_ranks`` (the (n, 2) tagger
+    quantiles used for labelling) and ``labelled_light``/``labelled_heavy`` (indices, labels) of the events each
+    jet's classifier was trained on."""
     conf = config
-    ae, per_jet = fit_jet_autoencoder(train, {**conf, "input": conf["input"]}, _sub_seed(seed, 0), progress)
+    if int(conf["iterations"]) < 1:
+        raise ConfigError(f"Tag N' Train iterations={conf['iterations']}: need at least 1")
+    ae, per_jet = fit_jet_autoencoder(train, conf, _sub_seed(seed, 0), progress)
     ae_err = per_jet(train)
     tagger = _jet_ranks(ae_err, ae_err)
     record: dict[str, Any] = {"ae_train_errors": ae_err, "iterations": []}
@@ -272,7 +275,7 @@ def score_events(
             "test_jet_scores": test_jets,
             "data_jet_scores": data_jets,
             "test_ae_scores": combine_jet_scores(_jet_ranks(ae_ref, ae_test), conf["combine"]),
-            "train_in_window": in_window,
+            "data_in_window": in_window,
             "train_selected_for_light": _selection(len(train), *last["labelled_light"]),
             "train_selected_for_heavy": _selection(len(train), *last["labelled_heavy"]),
         },
@@ -280,7 +283,7 @@ def score_events(
 
 
 def _selection(n: int, idx: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per training event: 1 tagged signal-like, -1 tagged background-like, 0 not used."""
+    """Per training (in-window) event: 1 tagged signal-like, -1 tagged background-like, 0 not used."""
     out = np.zeros(n, np.int8)
     out[idx[labels == 1]] = 1
     out[idx[labels == 0]] = -1

@@ -1,0 +1,53 @@
+"""Background templates for a signal region from any registered template generator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..models.base import GENERATORS, TemplateGenerator
+from .regions import Regions
+
+
+def make_generator(method: str, config: dict[str, Any] | None = None, **auto: Any) -> TemplateGenerator:
+    """A fresh generator by registry name; ``auto`` values (seed, device, progress, sr) fill keys the generator
+    knows and the caller's ``config`` does not set. ``config['preset']`` selects a published configuration."""
+    if method not in GENERATORS:
+        raise ConfigError(f"unknown template generator {method!r}; available: {', '.join(GENERATORS.names())}")
+    cls = GENERATORS.get(method)
+    cfg = dict(config or {})
+    defaults = getattr(cls, "DEFAULTS", {}) or {}
+    preset = cfg.pop("preset", None)
+    for key, value in auto.items():
+        if key not in cfg and key in defaults and (key != "sr" or defaults[key] is None):
+            cfg[key] = value
+    return cls.from_preset(preset, **cfg) if preset else cls(**cfg)
+
+
+def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions) -> TemplateGenerator:
+    """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks."""
+    if gen.trains_on == "sidebands":
+        sb = regions.select_sb(m, "data")
+        return gen.fit(x[sb], m[sb])
+    if gen.trains_on == "all":
+        return gen.fit(x, m)
+    raise ConfigError(f"{type(gen).__name__}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
+
+
+def sample_template(
+    gen: TemplateGenerator, x_sr: np.ndarray, m_sr: np.ndarray, sr: tuple[float, float], n: int, seed: int,
+    name: str = "template",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` template events and their masses, drawn from a KDE of the SR data (finite events only; a generator
+    that produces more than 1% non-finite events is an error, not silently thinned)."""
+    from ..models.cathode import sample_sr_masses
+
+    gen.condition_on_region(x_sr, m_sr)
+    masses = sample_sr_masses(m_sr, int(n), seed=seed, bandwidth=gen.config.get("kde_bandwidth"), bounds=tuple(sr))
+    x_t = np.asarray(gen.sample(masses, region=tuple(sr), seed=seed + 1), dtype=np.float64)
+    finite = np.isfinite(x_t).all(axis=1)
+    if finite.mean() < 0.99:
+        raise InputError(name, f"{int((~finite).sum())} of {len(x_t)} sampled events are not finite")
+    return x_t[finite], masses[finite]
