@@ -33,7 +33,7 @@ EFFICIENCIES = (0.1, 0.01)
 FEATURES = ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")
 #: CPU-sized settings that keep the demo within minutes on two cores.
 GENERATOR_CONFIG = {"sigma": {"epochs": 15}, "cathode": {"epochs": 10}, "drapes": {"epochs": 15}}
-CLASSIFIER_CONFIG = {"n_ensemble": 2, "n_threads": 2}
+CLASSIFIER_CONFIG = {"n_ensemble": 2, "n_threads": 1}
 
 
 def shipped_features() -> pd.DataFrame:

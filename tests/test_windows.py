@@ -12,7 +12,7 @@ from anomalyhunt.analysis.regions import Regions
 from anomalyhunt.analysis.windows import calibrated_cuts, hunt_windows
 from anomalyhunt.demo import FEATURES, shipped_features
 
-FAST_HGB = {"n_ensemble": 1, "n_threads": 2, "max_iter": 100}
+FAST_HGB = {"n_ensemble": 1, "n_threads": 1, "max_iter": 100}
 
 
 def test_calibrated_cuts_keep_a_flat_efficiency():

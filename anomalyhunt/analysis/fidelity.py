@@ -34,7 +34,8 @@ def template_auc(
         x_background, x_template, classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed
     )
     y = np.concatenate([np.ones(len(r.scores_1)), np.zeros(len(r.scores_0))])
-    w = np.concatenate([np.full(len(r.scores_1), 1.0 / len(r.scores_1)), np.full(len(r.scores_0), 1.0 / len(r.scores_0))])
+    n1, n0 = len(r.scores_1), len(r.scores_0)
+    w = np.concatenate([np.full(n1, 1.0 / n1), np.full(n0, 1.0 / n0)])
     return float(roc_auc_score(y, np.concatenate([r.scores_1, r.scores_0]), sample_weight=w))
 
 

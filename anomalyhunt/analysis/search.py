@@ -39,8 +39,8 @@ BASELINES = ("cwola", "idealized", "supervised")
 
 def default_data_dir() -> Path | None:
     """``../shared/data/lhco-like`` beside the repository (or beside the working directory), if present."""
-    here = Path(__file__).resolve().parents[3] / "shared" / "data" / "lhco-like"
-    for cand in (here, Path.cwd().parent / "shared" / "data" / "lhco-like", Path.cwd() / "shared" / "data" / "lhco-like"):
+    rel = Path("shared") / "data" / "lhco-like"
+    for cand in (Path(__file__).resolve().parents[3] / rel, Path.cwd().parent / rel, Path.cwd() / rel):
         if cand.is_dir():
             return cand
     return None
@@ -249,7 +249,8 @@ def _template(cfg: SearchConfig, sample: InjectedSample, regions: Regions, sr: n
     x_t = np.asarray(gen.sample(masses, region=cfg.sr, seed=_sub_seed(cfg.seed, 13)), dtype=np.float64)
     finite = np.isfinite(x_t).all(axis=1)
     if finite.mean() < 0.99:
-        raise InputError(f"{cfg.method} template", f"{int((~finite).sum())} of {len(x_t)} sampled events are not finite")
+        bad = int((~finite).sum())
+        raise InputError(f"{cfg.method} template", f"{bad} of {len(x_t)} sampled events are not finite")
     return {"x": x_t[finite], "seconds_fit": t_fit, "seconds_sample": time.perf_counter() - t0,
             "n_dropped": int((~finite).sum())}
 
@@ -300,7 +301,9 @@ def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
             n_max = _oversample(cfg) * int(sr.sum())
             pool = sample.x_ideal
             if len(pool) == 0:
-                raise InputError("idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)")
+                raise InputError(
+                    "idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)"
+                )
             pick = np.random.default_rng(_sub_seed(cfg.seed, 5)).permutation(len(pool))[:n_max]
             template = pool[np.sort(pick)]
         else:
@@ -413,6 +416,7 @@ def _run_task(config: dict[str, Any]) -> dict[str, Any]:
         threads = get_worker().state.nthreads
     except (ImportError, ValueError, AttributeError):
         threads = 1
+    import sklearn.ensemble  # noqa: F401  (imported before the clock starts, so that timings compare across tasks)
     import torch
 
     torch.set_num_threads(max(1, int(threads)))

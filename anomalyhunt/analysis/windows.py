@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .bumphunt import DEFAULT_EDGES, BumpHunt, bump_hunt, mjj_hist
+from ..errors import ConfigError
+from .bumphunt import DEFAULT_EDGES, BumpHunt, bump_hunt, efficiency_cuts, mjj_hist
 from .cwola import fold_assignment, make_classifier
 from .regions import Regions
 from .templates import fit_generator, make_generator, sample_template
@@ -43,6 +44,10 @@ class WindowResult:
     test_scores: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     template: np.ndarray | None = None
+    scores: np.ndarray | None = None  # of the data events in the fit range, and their mjj (GeV)
+    mjj: np.ndarray | None = None
+    ref_scores: np.ndarray | None = None  # out-of-fold scores of the reference (template) events, and their mjj
+    ref_mjj: np.ndarray | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -109,6 +114,34 @@ def calibrated_cuts(
     return out
 
 
+def apply_cuts(
+    res: WindowResult, efficiencies: Sequence[float], edges: np.ndarray = DEFAULT_EDGES, *,
+    calibration: str = "sidebands", margin: float = 600.0, seed: int = 0,
+) -> WindowResult:
+    """Cut at each background efficiency and run the bump hunt in ``margin`` GeV of sidebands around the SR.
+
+    ``calibration="sidebands"``: thresholds follow a smooth (quadratic in log mjj) curve through the data's score
+    quantiles in the sidebands, interpolated into the SR (:func:`~anomalyhunt.analysis.bumphunt.efficiency_cuts`):
+    the SR background efficiency does not depend on the template, which then only sets the classifier's power.
+    ``calibration="template"``: SR thresholds from the template's own scores (:func:`calibrated_cuts`), which is
+    exact for a faithful template and biased by any mismodelling.
+    """
+    lo, hi = res.window[0] * 1000.0, res.window[1] * 1000.0
+    local = edges[(edges >= lo - margin - 1e-6) & (edges <= hi + margin + 1e-6)]
+    inside = (res.mjj >= local[0]) & (res.mjj < local[-1])
+    mjj, scores = res.mjj[inside], res.scores[inside]
+    if calibration == "sidebands":
+        cuts = efficiency_cuts(scores, mjj, efficiencies, edges=local, signal_region=(lo, hi), degree=2)
+        selected = {eff: c.selected for eff, c in cuts.items()}
+    elif calibration == "template":
+        selected = calibrated_cuts(scores, mjj, res.ref_scores, res.ref_mjj, (lo, hi), efficiencies, local)
+    else:
+        raise ConfigError(f"unknown cut calibration {calibration!r}: use 'sidebands' or 'template'")
+    res.hists = {1.0: mjj_hist(mjj, local)} | {eff: mjj_hist(mjj[sel], local) for eff, sel in selected.items()}
+    res.hunts = {eff: bump_hunt(h, (lo, hi), seed=seed) for eff, h in res.hists.items()}
+    return res
+
+
 def hunt_windows(
     x: np.ndarray,
     m: np.ndarray,
@@ -130,9 +163,12 @@ def hunt_windows(
     seed: int = 0,
     progress: bool = True,
     keep_templates: bool = False,
+    calibration: str = "sidebands",
+    margin: float = 600.0,
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
-    per-window results (fits and histograms for plots). Generators that train on all data train once."""
+    per-window results (fits and histograms for plots). Generators that train on all data train once. See
+    :func:`apply_cuts` for ``calibration`` and ``margin``."""
     from tqdm.auto import tqdm
 
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
@@ -167,13 +203,10 @@ def hunt_windows(
         )  # fmt: skip
         t_train = time.perf_counter() - t0
         scored = fit_mask | sr
-        mjj = m[scored] * 1000.0
-        sr_gev = (window[0] * 1000.0, window[1] * 1000.0)
-        cuts = calibrated_cuts(scores[scored], mjj, ref_scores, m_ref * 1000.0, sr_gev, efficiencies, edges)
-        hists = {1.0: mjj_hist(mjj, edges)} | {eff: mjj_hist(mjj[sel], edges) for eff, sel in cuts.items()}
-        hunts = {eff: bump_hunt(h, sr_gev, seed=seed) for eff, h in hists.items()}
-        res = WindowResult(method, tuple(window), hunts, hists, seconds_train=t_train, seconds_template=t_template,
-                           template=x_ref if keep_templates else None)  # fmt: skip
+        res = WindowResult(method, tuple(window), {}, {}, seconds_train=t_train, seconds_template=t_template,
+                           template=x_ref if keep_templates else None, scores=scores[scored],
+                           mjj=m[scored] * 1000.0, ref_scores=ref_scores, ref_mjj=m_ref * 1000.0)  # fmt: skip
+        apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
         if s_test is not None and y_test[test_sel].min() != y_test[test_sel].max():
             res.metrics = metrics.summarize(y_test[test_sel], s_test)
             res.test_scores, res.test_labels = s_test, y_test[test_sel]

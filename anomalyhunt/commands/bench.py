@@ -145,7 +145,6 @@ def summarize_bench(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from .search import _fmt, console_for_tables

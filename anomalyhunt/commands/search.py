@@ -112,9 +112,11 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         s["windows"] = {"lo": lo, "hi": hi, "width": width, "step": step}
         s.pop("srs", None)
     if args.classifier_option:
-        s["classifier_config"] = {**s.get("classifier_config", {}), **_options(args.classifier_option, "--classifier-option")}
+        extra = _options(args.classifier_option, "--classifier-option")
+        s["classifier_config"] = {**s.get("classifier_config", {}), **extra}
     if args.generator_option:
-        s["generator_config"] = {**s.get("generator_config", {}), **_options(args.generator_option, "--generator-option")}
+        extra = _options(args.generator_option, "--generator-option")
+        s["generator_config"] = {**s.get("generator_config", {}), **extra}
     if args.seeds is not None:
         s.pop("seeds", None)
     if args.seed is not None:
@@ -146,7 +148,8 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
     srs = s.pop("srs", None)
     if windows is not None:
         try:
-            srs = sliding_windows(float(windows["lo"]), float(windows["hi"]), float(windows["width"]), float(windows["step"]))
+            lo, hi, width, step = (float(windows[k]) for k in ("lo", "hi", "width", "step"))
+            srs = sliding_windows(lo, hi, width, step)
         except (KeyError, TypeError):
             raise ConfigError("search config 'windows': expected {lo, hi, width, step} in TeV") from None
     elif srs is None:
@@ -234,8 +237,8 @@ def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) 
     for col in ("method", "SR (TeV)", "injection", "S/sqrt(B)", "seeds", "max SIC", "SIC@0.2", "AUC", "template AUC"):
         table.add_column(col)
     for row in summary:
-        zs = [r["S/sqrt(B)"] for r in results
-              if r["method"] == row["method"] and list(r["sr"]) == list(row["sr"]) and r["injection"] == row["injection"]]
+        key = (row["method"], list(row["sr"]), row["injection"])
+        zs = [r["S/sqrt(B)"] for r in results if (r["method"], list(r["sr"]), r["injection"]) == key]
         table.add_row(
             row["method"], f"{row['sr'][0]:g}-{row['sr'][1]:g}", row["injection"],
             f"{sum(zs) / len(zs):.2f}" if zs else "-", str(len(row["seeds"])), _fmt(row["max_sic"]),
