@@ -32,7 +32,9 @@ METHODS = ("sigma", "cathode", "idealized")
 EFFICIENCIES = (0.1, 0.01)
 FEATURES = ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")
 #: CPU-sized settings that keep the demo within minutes on two cores.
-GENERATOR_CONFIG = {"sigma": {"epochs": 15}, "cathode": {"epochs": 10}, "drapes": {"epochs": 15}}
+GENERATOR_CONFIG = {"sigma": {"epochs": 30, "n_steps": 10}, "cathode": {"epochs": 8}, "drapes": {"epochs": 15}}
+#: Generators that train on sidebands use this much (TeV) on each side of each window.
+SIDEBAND_WIDTH = 0.4
 CLASSIFIER_CONFIG = {"n_ensemble": 2, "n_threads": 1}
 
 
@@ -67,17 +69,12 @@ def run_demo(
     *,
     seed: int = 1,
     workers: int = 2,
-    n_signal: int = 800,
+    n_signal: int = 600,
     methods: Sequence[str] = METHODS,
     style: str = "CMS",
     fresh: bool = True,
 ) -> pd.DataFrame:
     """Run the demo; returns the hunt table (one row per method, window and cut)."""
-    from .analysis.histio import save_hists
-    from .analysis.injection import inject_signal
-    from .analysis.regions import Regions
-    from .analysis.windows import hunt_windows
-
     console = Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +95,38 @@ def run_demo(
     console.rule("[bold]2. Search-sized sample with an injected W' -> X Y signal")
     table = shipped_features()
     bkg, sig = table[table.label == 0].reset_index(drop=True), table[table.label == 1].reset_index(drop=True)
-    scan = (WINDOWS[0][0], WINDOWS[-1][1])
+    hunt = hunt_report(bkg, sig, out, seed=seed, n_signal=n_signal, methods=methods, style=style, console=console,
+                       timings=timings, start=start)  # fmt: skip
+    return hunt
+
+
+def hunt_report(
+    bkg: pd.DataFrame,
+    sig: pd.DataFrame,
+    out: str | Path,
+    *,
+    seed: int = 1,
+    n_signal: int = 600,
+    methods: Sequence[str] = METHODS,
+    windows: Sequence[tuple[float, float]] = WINDOWS,
+    efficiencies: Sequence[float] = EFFICIENCIES,
+    style: str = "CMS",
+    console: Console | None = None,
+    timings: dict[str, float] | None = None,
+    start: float | None = None,
+) -> pd.DataFrame:
+    """Inject ``n_signal`` events into the background table, hunt in every window with every method, and write
+    hunt.csv, hists (ROOT + pickle), plots, report.md and summary.json to ``out``."""
+    from .analysis.histio import save_hists
+    from .analysis.injection import inject_signal
+    from .analysis.regions import Regions
+    from .analysis.windows import hunt_windows
+
+    console = console or Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {} if timings is None else timings
+    start = time.perf_counter() if start is None else start
     sample = inject_signal(bkg, sig, regions=Regions((2.8, 7.0)), n_signal=n_signal, seed=seed, features=FEATURES,
                            test_fraction=0.15, idealized_fraction=0.15)  # fmt: skip
     truth_sr = Regions((3.3, 3.7)).sr_mask(sample.m)
@@ -107,19 +135,18 @@ def run_demo(
     console.print(f"data: {len(sample.m)} events, {n_signal} signal injected; in 3.3-3.7 TeV S = {s_sr}, "
                   f"B = {b_sr}, S/B = {s_sr / b_sr:.2%}, S/sqrt(B) = {s_sr / np.sqrt(b_sr):.2f}")  # fmt: skip
 
-    console.rule(f"[bold]3. Sliding-window hunt: {len(WINDOWS)} windows in {scan[0]}-{scan[1]} TeV x {list(methods)}")
+    console.rule(f"[bold]3. Sliding-window hunt: {len(windows)} windows x {list(methods)}")
     t0 = time.perf_counter()
     hunt, results = hunt_windows(
-        sample.x, sample.m, WINDOWS, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
-        m_test=sample.m_test, y_test=sample.y_test, efficiencies=EFFICIENCIES, generator_config=GENERATOR_CONFIG,
-        classifier_config=CLASSIFIER_CONFIG, seed=seed, keep_templates=True,
+        sample.x, sample.m, windows, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
+        m_test=sample.m_test, y_test=sample.y_test, efficiencies=efficiencies, generator_config=GENERATOR_CONFIG,
+        classifier_config=CLASSIFIER_CONFIG, seed=seed, keep_templates=True, sideband_width=SIDEBAND_WIDTH,
     )  # fmt: skip
     timings["hunt"] = time.perf_counter() - t0
     hunt.to_csv(out / "hunt.csv", index=False)
-    save_hists({f"{r.method}_{r.window[0]:g}-{r.window[1]:g}_eff{eff:g}": h for r in results for eff, h in r.hists.items()},
-               out / "hists.root")  # fmt: skip
-    save_hists({f"{r.method}_{r.window[0]:g}-{r.window[1]:g}_eff{eff:g}": h for r in results for eff, h in r.hists.items()},
-               out / "hists.pkl")  # fmt: skip
+    hists = {f"{r.method}_{r.window[0]:g}-{r.window[1]:g}_eff{eff:g}": h for r in results for eff, h in r.hists.items()}
+    save_hists(hists, out / "hists.root")
+    save_hists(hists, out / "hists.pkl")
 
     console.rule("[bold]4. Plots and report")
     summary = summarize_hunt(hunt)

@@ -5,12 +5,16 @@
 * ``cwola``: SR data vs sideband data next to the SR (CWoLa hunting; no template);
 * any name in :data:`~anomalyhunt.models.base.GENERATORS` (``cathode``, ``drapes``, ``sigma``, ...): SR data vs a
   template sampled at masses drawn from a KDE of the SR data (``oversample`` x the SR size), from a generator fitted
-  on the sidebands or on all data according to its ``trains_on``;
+  on the sidebands or on all data according to its ``trains_on``; :data:`VARIANTS` names generator variants
+  (``sigma-cr``: SIGMA's v^CR; ``sigma-data``, ``sigma-layer``, ``sigma-context``: its other interpolations);
 * ``idealized``: SR data vs held-out true SR background, same classifier, folds and seeds (the ceiling of template
   methods);
 * ``supervised``: SR data with truth labels, signal vs background (the ceiling of any classifier on these events).
 
-:func:`run_searches` runs many as Dask tasks (a ``distributed.LocalCluster`` by default).
+:func:`run_searches` runs many as Dask tasks (a ``distributed.LocalCluster`` by default). A generator trained on all
+data with nothing masked (SIGMA) is fitted once per data set and seed and only sampled for every further SR of the
+same run, so that its cost per additional SR is sampling plus the classifier (give ``n_signal``: with
+``significance`` the injected N, hence the data, follow each SR's background).
 """
 
 from __future__ import annotations
@@ -206,53 +210,90 @@ def _sub_seed(seed: int, tag: int) -> int:
     return int(np.random.SeedSequence([int(seed), tag]).generate_state(1)[0] % (2**31 - 1))
 
 
-def _generator(cfg: SearchConfig):
+#: Named variants of a generator: method -> (generator, config keys the variant forces). ``sigma-cr`` is SIGMA's
+#: v^CR: retrained for every SR with the SR masked, and evaluated at the SR masses themselves (the network's own
+#: extrapolation, as CATHODE's flow); the others are SIGMA's interpolation choices (``sigma`` itself uses the
+#: configured one, ``velocity`` by default).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sigma-cr": ("sigma", {"mask_sr": True, "interpolation": "none"}),
+    "sigma-data": ("sigma", {"interpolation": "none"}),
+    "sigma-layer": ("sigma", {"interpolation": "layer"}),
+    "sigma-context": ("sigma", {"interpolation": "context"}),
+}
+
+
+def resolve_method(method: str) -> tuple[str, dict[str, Any]] | None:
+    """``(generator name, forced config)`` of a template method, ``None`` for a baseline; :class:`ConfigError` for
+    an unknown name."""
     from ..models.base import GENERATORS
 
-    if cfg.method not in GENERATORS:
-        raise ConfigError(
-            f"unknown search method {cfg.method!r}; available: {', '.join(list(BASELINES) + GENERATORS.names())}"
-        )
-    cls = GENERATORS.get(cfg.method)
-    gcfg = dict(cfg.generator_config)
-    defaults = getattr(cls, "DEFAULTS", {}) or {}
-    preset = gcfg.pop("preset", None)
-    auto = {"seed": _sub_seed(cfg.seed, 7), "device": cfg.device, "progress": cfg.progress, "sr": list(cfg.sr)}
-    for k, v in auto.items():
-        if k not in gcfg and (k in defaults and (k != "sr" or defaults[k] is None)):
-            gcfg[k] = v
-    return cls.from_preset(preset, **gcfg) if preset else cls(**gcfg)
+    if method in BASELINES:
+        return None
+    if method in VARIANTS and VARIANTS[method][0] in GENERATORS:
+        return VARIANTS[method]
+    if method in GENERATORS:
+        return method, {}
+    known = list(BASELINES) + GENERATORS.names() + [v for v, (g, _) in VARIANTS.items() if g in GENERATORS]
+    raise ConfigError(f"unknown search method {method!r}; available: {', '.join(known)}")
 
 
-def _template(cfg: SearchConfig, sample: InjectedSample, regions: Regions, sr: np.ndarray) -> dict[str, Any]:
-    """Fit the generator, draw SR masses from a KDE of the SR data and sample the template."""
-    from ..models.cathode import sample_sr_masses
+def make_search_generator(cfg: SearchConfig) -> Any:
+    """The (unfitted) generator of a template method, configured as ``cfg`` asks."""
+    from .templates import make_generator
 
-    gen = _generator(cfg)
-    t0 = time.perf_counter()
-    if gen.trains_on == "sidebands":
-        sb = regions.select_sb(sample.m, "data")
-        gen.fit(sample.x[sb], sample.m[sb])
-    elif gen.trains_on == "all":
-        gen.fit(sample.x, sample.m)
-    else:
-        raise ConfigError(f"{cfg.method}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    x_sr, m_sr = sample.x[sr], sample.m[sr]
-    if hasattr(gen, "condition_on_region"):
-        gen.condition_on_region(x_sr, m_sr)
-    n = gen.config.get("n_template") or _oversample(cfg, gen) * int(sr.sum())
-    masses = sample_sr_masses(
-        m_sr, int(n), seed=_sub_seed(cfg.seed, 11), bandwidth=gen.config.get("kde_bandwidth"), bounds=cfg.sr
+    name, forced = resolve_method(cfg.method)
+    return make_generator(
+        name, {**cfg.generator_config, **forced}, seed=_sub_seed(cfg.seed, 7), device=cfg.device,
+        progress=cfg.progress, sr=list(cfg.sr),
     )
-    x_t = np.asarray(gen.sample(masses, region=cfg.sr, seed=_sub_seed(cfg.seed, 13)), dtype=np.float64)
-    finite = np.isfinite(x_t).all(axis=1)
-    if finite.mean() < 0.99:
-        bad = int((~finite).sum())
-        raise InputError(f"{cfg.method} template", f"{bad} of {len(x_t)} sampled events are not finite")
-    return {"x": x_t[finite], "seconds_fit": t_fit, "seconds_sample": time.perf_counter() - t0,
-            "n_dropped": int((~finite).sum())}
+
+
+def shares_training(gen: Any) -> bool:
+    """True when one fit serves every SR: trained on all data with no SR masked out (SIGMA, not its v^CR)."""
+    return gen.trains_on == "all" and not gen.config.get("mask_sr", False)
+
+
+def _fingerprint(cfg: SearchConfig, sample: InjectedSample, gen: Any) -> str:
+    """What a shared fit depends on: the data themselves, the generator and its config (but not the SR)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for a in (sample.x, sample.m):
+        h.update(np.ascontiguousarray(a).tobytes())
+    conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
+    h.update(json.dumps([type(gen).__name__, conf, cfg.device], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+#: A cache of fitted SR-independent generators: fingerprint -> (generator, seconds its fit took).
+SharedFits = dict[str, tuple[Any, float]]
+
+
+def _template(
+    cfg: SearchConfig, sample: InjectedSample, regions: Regions, sr: np.ndarray, shared: SharedFits | None = None
+) -> dict[str, Any]:
+    """Fit the generator (or take the fit of an earlier SR from ``shared``), draw SR masses from a KDE of the SR data
+    and sample the template."""
+    from .templates import fit_generator, sample_template
+
+    gen = make_search_generator(cfg)
+    key = _fingerprint(cfg, sample, gen) if (shared is not None and shares_training(gen)) else None
+    reused = key is not None and key in shared
+    if reused:
+        gen, t_model = shared[key]
+        t_fit = 0.0
+    else:
+        t0 = time.perf_counter()
+        fit_generator(gen, sample.x, sample.m, regions)
+        t_fit = t_model = time.perf_counter() - t0
+        if key is not None:
+            shared[key] = (gen, t_fit)
+    t0 = time.perf_counter()
+    n = int(gen.config.get("n_template") or _oversample(cfg, gen) * int(sr.sum()))
+    x_t, _ = sample_template(gen, sample.x[sr], sample.m[sr], cfg.sr, n, _sub_seed(cfg.seed, 11),
+                             f"{cfg.method} template")
+    return {"x": x_t, "seconds_fit": t_fit, "seconds_sample": time.perf_counter() - t0, "n_dropped": n - len(x_t),
+            "fit_shared": reused, "seconds_fit_model": t_model}
 
 
 def _oversample(cfg: SearchConfig, gen: Any = None) -> int:
@@ -263,23 +304,48 @@ def _oversample(cfg: SearchConfig, gen: Any = None) -> int:
     return 4
 
 
-def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
-    """Run one search; returns the results dict (also written to ``config.out`` when set)."""
-    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(config)
-    if cfg.method not in BASELINES:
-        _generator(cfg)  # fail on an unknown method or generator option before any work
-    start = time.perf_counter()
-    regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
-    sample = make_sample(cfg, regions)
-    sr = regions.select_sr(sample.m, "data")
-    x_sr = sample.x[sr]
-    common = dict(
+def classifier_options(cfg: SearchConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`~anomalyhunt.analysis.cwola.cwola` / ``kfold_classify`` for ``cfg``: the same
+    classifier, folds and seed for every method, so that differences come from the reference alone."""
+    return dict(
         classifier=cfg.classifier,
         classifier_config={**cfg.classifier_config, **({"device": cfg.device} if cfg.classifier == "mlp" else {})},
         folds=cfg.folds,
         seed=_sub_seed(cfg.seed, 3),
         progress=cfg.progress,
     )
+
+
+def template_fidelity(cfg: SearchConfig, sample: InjectedSample, template: np.ndarray) -> float:
+    """Template AUC against the true SR background of the test set (0.5: indistinguishable)."""
+    from .fidelity import template_auc
+
+    # Always the boosted-tree ensemble, so that template AUCs compare across classifiers; as many template
+    # events as true ones (an oversampled template adds cost, not power, to this check).
+    truth = sample.x_test[sample.y_test == 0]
+    rng = np.random.default_rng(_sub_seed(cfg.seed, 19))
+    sub = template[np.sort(rng.permutation(len(template))[: len(truth)])]
+    return template_auc(
+        sub, truth, folds=cfg.folds, seed=_sub_seed(cfg.seed, 17),
+        classifier_config=cfg.classifier_config if cfg.classifier == "hgb" else None,
+    )
+
+
+def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None = None) -> dict[str, Any]:
+    """Run one search; returns the results dict (also written to ``config.out`` when set).
+
+    ``shared``: a cache kept by the caller across the SRs of one data set; a generator whose training does not
+    depend on the SR (:func:`shares_training`) is then fitted once and only sampled for later SRs (their results
+    say ``fit_shared`` with ``seconds_fit`` 0; ``seconds_fit_model`` is the fit time of the model used)."""
+    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(config)
+    if cfg.method not in BASELINES:
+        make_search_generator(cfg)  # fail on an unknown method or generator option before any work
+    start = time.perf_counter()
+    regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
+    sample = make_sample(cfg, regions)
+    sr = regions.select_sr(sample.m, "data")
+    x_sr = sample.x[sr]
+    common = classifier_options(cfg)
     template, tinfo = None, {}
     if cfg.method == "cwola":
         cw = Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)
@@ -307,7 +373,7 @@ def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
             pick = np.random.default_rng(_sub_seed(cfg.seed, 5)).permutation(len(pool))[:n_max]
             template = pool[np.sort(pick)]
         else:
-            tinfo = _template(cfg, sample, regions, sr)
+            tinfo = _template(cfg, sample, regions, sr, shared)
             template = tinfo["x"]
         reference = template
         kf = cwola(x_sr, template, sample.x_test, **common)
@@ -327,23 +393,15 @@ def run_search(config: SearchConfig | dict[str, Any]) -> dict[str, Any]:
     res["seconds_template_auc"] = None
     if template is not None and cfg.template_auc:
         t0 = time.perf_counter()
-        from .fidelity import template_auc
-
-        # Always the boosted-tree ensemble, so that template AUCs compare across classifiers; as many template
-        # events as true ones (an oversampled template adds cost, not power, to this check).
-        truth = sample.x_test[sample.y_test == 0]
-        rng = np.random.default_rng(_sub_seed(cfg.seed, 19))
-        sub = template[np.sort(rng.permutation(len(template))[: len(truth)])]
-        res["template_auc"] = template_auc(
-            sub, truth, folds=cfg.folds, seed=_sub_seed(cfg.seed, 17),
-            classifier_config=cfg.classifier_config if cfg.classifier == "hgb" else None,
-        )
+        res["template_auc"] = template_fidelity(cfg, sample, template)
         res["seconds_template_auc"] = time.perf_counter() - t0
     res["seconds_train"] = kf.seconds
     res["seconds_fit"] = tinfo.get("seconds_fit")
     res["seconds_sample"] = tinfo.get("seconds_sample")
     res["seconds_template"] = (tinfo["seconds_fit"] + tinfo["seconds_sample"]) if tinfo else None
     res["n_template_dropped"] = tinfo.get("n_dropped")
+    res["fit_shared"] = tinfo.get("fit_shared")
+    res["seconds_fit_model"] = tinfo.get("seconds_fit_model")
     res["seconds_total"] = time.perf_counter() - start
     res["config"] = cfg.to_dict()
     if cfg.out:
@@ -408,8 +466,8 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _run_task(config: dict[str, Any]) -> dict[str, Any]:
-    """Dask task: one search with the worker's thread count for torch and OpenMP."""
+def _set_threads() -> None:
+    """Torch and OpenMP get the worker's thread count (one outside Dask)."""
     try:
         from distributed import get_worker
 
@@ -420,41 +478,56 @@ def _run_task(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-    return _jsonable(run_search(config))
 
 
-def run_searches(
-    configs: Iterable[SearchConfig | dict[str, Any]],
+def _run_group(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Task: searches that may share one generator fit (the SRs of one data set), in order, in one process."""
+    shared: SharedFits = {}
+    return [_jsonable(run_search(c, shared)) for c in configs]
+
+
+def _in_worker(fn: Any, payload: Any) -> Any:
+    _set_threads()
+    return fn(payload)
+
+
+def run_tasks(
+    fn: Any,
+    payloads: Sequence[Any],
+    *,
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Run searches as Dask tasks and return their results in the order of ``configs``.
+    gpu: Sequence[bool] | None = None,
+    names: Sequence[str] | None = None,
+    desc: str = "tasks",
+) -> list[Any]:
+    """``[fn(p) for p in payloads]`` as Dask tasks (``fn`` must be importable by the workers).
 
     ``scheduler``: ``None`` starts a ``distributed.LocalCluster`` (processes, one thread each, ``workers`` of them,
-    default min(#configs, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
-    process without Dask. Tasks on a CUDA device ask for worker resource ``{"GPU": 1}`` (a local cluster then gives
-    each worker one such resource, so GPU runs share the local GPU one per worker).
+    default min(#tasks, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
+    process. Tasks flagged in ``gpu`` ask for the worker resource ``{"GPU": 1}`` (a local cluster then gives each
+    worker one such resource, so GPU tasks share the local GPU one per worker).
     """
-    cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
-    if not cfgs:
+    payloads = list(payloads)
+    if not payloads:
         return []
+    gpu = list(gpu) if gpu is not None else [False] * len(payloads)
     if scheduler == "sync":
-        it = cfgs
+        it: Iterable[Any] = payloads
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(cfgs, desc="searches", unit="run")
-        return [_jsonable(run_search(c)) for c in it]
+            it = tqdm(payloads, desc=desc, unit="task")
+        return [fn(p) for p in it]
 
     from distributed import Client, LocalCluster, as_completed
 
-    gpu = [str(c.device).startswith("cuda") for c in cfgs]
     cluster = None
     if scheduler is None:
         import logging
 
-        n = workers or max(1, min(len(cfgs), os.cpu_count() or 1))
+        n = workers or max(1, min(len(payloads), os.cpu_count() or 1))
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -468,17 +541,69 @@ def run_searches(
         client = Client(scheduler)
     try:
         futures = [
-            client.submit(_run_task, c.to_dict(), key=f"search-{i}-{c.name}", pure=False,
+            client.submit(_in_worker, fn, p, key=f"{names[i] if names else desc}-{i}", pure=False,
                           resources={"GPU": 1} if g else None)
-            for i, (c, g) in enumerate(zip(cfgs, gpu))
+            for i, (p, g) in enumerate(zip(payloads, gpu))
         ]
         if progress:
             from tqdm.auto import tqdm
 
-            for _ in tqdm(as_completed(futures), total=len(futures), desc="searches", unit="run"):
+            for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="task"):
                 pass
         return client.gather(futures)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def share_key(cfg: SearchConfig) -> str | None:
+    """Runs with the same key can share one generator fit: a generator that trains once for all SRs
+    (:func:`shares_training`) on the same data, i.e. everything but the SR and the outputs equal. ``None`` when the
+    run cannot share; with ``significance`` injection N follows each SR's background, so the data differ per SR."""
+    if cfg.n_signal is None or resolve_method(cfg.method) is None:
+        return None
+    if not shares_training(make_search_generator(cfg)):
+        return None
+    d = cfg.to_dict()
+    for k in ("sr", "out", "plots", "template_auc"):
+        d.pop(k)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def group_runs(cfgs: Sequence[SearchConfig]) -> list[list[int]]:
+    """Indices of ``cfgs`` grouped into tasks: runs with one :func:`share_key` together (in order), others alone."""
+    groups: dict[Any, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        key = share_key(c)
+        groups.setdefault(("shared", key) if key is not None else ("alone", i), []).append(i)
+    return list(groups.values())
+
+
+def run_searches(
+    configs: Iterable[SearchConfig | dict[str, Any]],
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run searches as Dask tasks (see :func:`run_tasks` for ``scheduler`` and ``workers``) and return their
+    results in the order of ``configs``.
+
+    Runs that can share a generator fit (:func:`group_runs`: SIGMA over several SRs of one data set) form one task
+    that fits once and samples every SR; every other run is a task of its own. Tasks on a CUDA device ask for the
+    worker resource ``GPU``.
+    """
+    cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
+    if not cfgs:
+        return []
+    groups = group_runs(cfgs)
+    outs = run_tasks(
+        _run_group, [[cfgs[i].to_dict() for i in g] for g in groups], scheduler=scheduler, workers=workers,
+        progress=progress, gpu=[any(str(cfgs[i].device).startswith("cuda") for i in g) for g in groups],
+        names=[f"search-{cfgs[g[0]].name}" for g in groups], desc="searches",
+    )
+    results: list[dict[str, Any]] = [{}] * len(cfgs)
+    for g, out in zip(groups, outs):
+        for i, r in zip(g, out):
+            results[i] = r
+    return results

@@ -165,9 +165,11 @@ def hunt_windows(
     keep_templates: bool = False,
     calibration: str = "sidebands",
     margin: float = 600.0,
+    sideband_width: float | None = None,
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
-    per-window results (fits and histograms for plots). Generators that train on all data train once. See
+    per-window results (fits and histograms for plots). Generators that train on all data train once; those that
+    train on sidebands use ``sideband_width`` TeV on each side of the SR (None: all other masses). See
     :func:`apply_cuts` for ``calibration`` and ``margin``."""
     from tqdm.auto import tqdm
 
@@ -177,11 +179,11 @@ def hunt_windows(
     shared: dict[str, Any] = {}
     tasks = [(method, w) for method in methods for w in windows]
     for i, (method, window) in enumerate(tqdm(tasks, desc="windows x methods", unit="fit", disable=not progress)):
-        regions = Regions(tuple(window))
+        regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
         t_template = 0.0
         if method == IDEALIZED:
-            in_window = Regions(tuple(window)).select_sr(m_ideal, "held-out background")
+            in_window = regions.select_sr(m_ideal, "held-out background")
             rng = np.random.default_rng(np.random.SeedSequence([seed, i, 5]))
             pick = np.sort(rng.permutation(int(in_window.sum()))[: oversample * int(sr.sum())])
             x_ref, m_ref = x_ideal[in_window][pick], m_ideal[in_window][pick]
@@ -196,7 +198,7 @@ def hunt_windows(
             x_ref, m_ref = sample_template(gen, x[sr], m[sr], window, oversample * int(sr.sum()), seed + 31 * i, method)
             t_template = time.perf_counter() - t0
         t0 = time.perf_counter()
-        test_sel = None if m_test is None else Regions(tuple(window)).sr_mask(m_test)
+        test_sel = None if m_test is None else regions.sr_mask(m_test)
         scores, ref_scores, s_test = score_window(
             x, m, window, x_ref, fit_mask=fit_mask, x_test=None if test_sel is None else x_test[test_sel],
             classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i,

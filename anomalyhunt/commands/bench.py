@@ -1,8 +1,9 @@
 """``anomalyhunt bench``: benchmarks, one sub-command each.
 
 Sub-benchmarks live in :data:`BENCHMARKS`. Another module adds one with :func:`register_benchmark` (at import time,
-before or after this command's parser is built), e.g. ``register_benchmark("process", help=..., add_arguments=...,
-run=...)`` for ``anomalyhunt bench process``. ``bench search`` compares the search methods side by side.
+before or after this command's parser is built). Here: ``bench search`` compares the search methods side by side
+(performance, training time and the cost of every further signal region), ``bench drapes-scan`` scans DRAPES'
+partial-diffusion depth sigma', ``bench process`` times the processor against bare fastjet clustering.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 QUICK = {"background_events": 100_000, "n_seeds": 2, "significance": 4.0, "folds": 3,
          "classifier_config": {"n_ensemble": 3}}
 QUICK_GENERATORS = {"epochs": 15, "patience": None, "lr": 3e-3, "scheduler": "cosine"}
+#: ``--quick`` sampling settings per generator. A SIGMA template costs n_steps (x 2 for midpoint, x 2 again for
+#: velocity interpolation) network passes per event, as much as several of its 15 training epochs at 20 steps.
+#: Measured on 100k LHCO-like background (15 epochs, SR 3.3-3.7 TeV, 27.5k template events, seed 0): template AUC
+#: 0.573 with 20 midpoint steps (11 s), 0.574 with 8 (3.2 s), 0.570 with 4 (1.1 s), but 0.640 with 8 Euler steps.
+QUICK_SAMPLING = {"sigma": {"n_steps": 4, "solver": "midpoint"}}
+#: Methods whose template is retrained for every SR: the references SIGMA's cost per further SR is compared to.
+RETRAINING_REFERENCES = ("sigma-cr", "cathode")
 
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,55 +87,155 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     add_search_arguments(p)
     p.add_argument("--quick", action="store_true",
                    help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs")
+    p.add_argument("--extra-srs", type=int, metavar="N",
+                   help="further SRs (the first SR shifted by -/+ half its width, then a whole width, ...) run by "
+                        "every template method with the first seed, to measure the cost of each additional SR "
+                        "(default 2; 0: estimate it from the first SR)")
 
 
 def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """LHCO-level defaults (all background, S/sqrt(B) = 2.2 in the SR, 5 seeds, every method), ``--quick``,
-    then the config file and flags."""
+    """LHCO-level defaults (all background, S/sqrt(B) = 2.2 in the SR, 5 seeds, every method including SIGMA's
+    v^CR, 2 extra SRs), ``--quick``, then the config file and flags."""
     from ..models.base import GENERATORS
     from .search import merged_settings
 
     defaults: dict[str, Any] = {
-        "methods": ["cwola", "idealized", "supervised", *GENERATORS.names()],
+        "methods": ["cwola", "idealized", "supervised", *GENERATORS.names(),
+                    *(["sigma-cr"] if "sigma" in GENERATORS else [])],
         "n_seeds": 5,
         "significance": 2.2,
         "sr": [3.3, 3.7],
+        "extra_srs": 2,
     }
     if args.quick:
         defaults.update(QUICK)
         defaults["generator_config"] = {name: _quick_generator(name) for name in GENERATORS.names()}
-    return merged_settings(args, defaults)
+    settings = merged_settings(args, defaults)
+    if getattr(args, "extra_srs", None) is not None:
+        settings["extra_srs"] = args.extra_srs
+    return settings
 
 
 def _quick_generator(name: str) -> dict[str, Any]:
     from ..models.base import GENERATORS
 
     known = getattr(GENERATORS.get(name), "DEFAULTS", {}) or {}
-    return {k: v for k, v in QUICK_GENERATORS.items() if not known or k in known}
+    quick = {**QUICK_GENERATORS, **QUICK_SAMPLING.get(name, {})}
+    return {k: v for k, v in quick.items() if not known or k in known}
 
 
-def _median(values: list[Any]) -> float | None:
+def _median(values: Any) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
 
 
-def summarize_bench(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method: median training seconds, seconds per additional SR, median max SIC (with spread) over seeds,
-    and its ratio to the idealized detector."""
-    from ..analysis.metrics import spread
+def extra_windows(sr: Sequence[float], n: int) -> list[tuple[float, float]]:
+    """``n`` SRs of the width of ``sr`` shifted by -w/2, +w/2, -w, +w, ... (rounded to 1 MeV)."""
+    lo, hi = float(sr[0]), float(sr[1])
+    w = hi - lo
+    out = []
+    for k in range(n):
+        shift = (k // 2 + 1) * 0.5 * w * (-1 if k % 2 == 0 else 1)
+        out.append((round(lo + shift, 6), round(hi + shift, 6)))
+    return out
+
+
+def _template_methods(methods: Sequence[str]) -> list[str]:
+    from ..analysis.search import resolve_method
+
+    return [m for m in methods if resolve_method(m) is not None]
+
+
+def _generator_config_for(settings: dict[str, Any], method: str) -> dict[str, Any]:
+    """The generator config ``expand`` would give the base generator of a variant (``sigma-cr`` -> ``sigma``)."""
+    from ..analysis.search import resolve_method
     from ..models.base import GENERATORS
+
+    gen_cfg = settings.get("generator_config") or {}
+    per_method = bool(gen_cfg) and all(k in GENERATORS for k in gen_cfg)
+    base = resolve_method(method)[0]
+    return dict(gen_cfg.get(base, {}) if per_method else gen_cfg)
+
+
+def plan_bench(settings: dict[str, Any], out: str | Path) -> tuple[list[Any], list[Any], list[str]]:
+    """(main runs, extra-SR runs, notes) of a search benchmark.
+
+    Extra SRs reuse the data of the first SR: with ``significance`` injection N is fixed from the first SR and
+    seed (a note says so), so that SIGMA's one training can serve every SR as in a real scan.
+    """
+    import dataclasses
+
+    from ..analysis.search import SearchConfig, VARIANTS, make_sample
+    from .search import expand
+
+    s = dict(settings)
+    n_extra = int(s.pop("extra_srs", 0) or 0)
+    notes: list[str] = []
+    methods = s.get("methods") or []
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    if n_extra and _template_methods(methods) and s.get("n_signal") is None:
+        probe = expand({**s, "methods": ["idealized"]}, out)[0]
+        n = make_sample(probe).n_injected
+        s["n_signal"] = n
+        s.pop("significance", None)
+        notes.append(f"S/sqrt(B) = {probe.significance:g} in SR {probe.sr[0]:g}-{probe.sr[1]:g} TeV (seed "
+                     f"{probe.seed}) is N = {n} injected events; every seed and SR uses N = {n}, so that the data "
+                     "do not depend on the SR")
+    main = expand(s, out)
+    for cfg in main:
+        if cfg.method in VARIANTS:
+            cfg.generator_config = _generator_config_for(s, cfg.method)
+    extra = []
+    if n_extra and main:
+        first_sr, first_seed = main[0].sr, main[0].seed
+        for cfg in main:
+            if cfg.sr != first_sr or cfg.seed != first_seed or cfg.method not in _template_methods([cfg.method]):
+                continue
+            for window in extra_windows(first_sr, n_extra):
+                e = dataclasses.replace(cfg, sr=window, template_auc=False, plots=False, out=None)
+                e.out = str(Path(out) / "extra_srs" / e.name)
+                extra.append(e)
+    return main, extra, notes
+
+
+def _per_sr_cost(r: dict[str, Any]) -> tuple[float, float]:
+    """(template seconds, total seconds) a run spent on its SR: fit unless shared, sampling, classifier."""
+    template = (r.get("seconds_fit") or 0.0) + (r.get("seconds_sample") or 0.0)
+    return template, template + (r.get("seconds_train") or 0.0)
+
+
+def summarize_bench(results: list[dict[str, Any]], extra: list[dict[str, Any]] | None = None) -> list[dict]:
+    """Per method: median training seconds (generator fit + classifier), seconds per additional SR (measured on
+    the extra-SR runs when there are any: fit unless shared, sampling and classifier; template part separately),
+    median max SIC (with spread) over seeds, and its ratio to the idealized detector."""
+    from ..analysis.metrics import spread
+    from ..analysis.search import make_search_generator, resolve_method, shares_training
 
     methods: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         methods.setdefault(r["method"], []).append(r)
+    extras: dict[str, list[dict[str, Any]]] = {}
+    for r in extra or []:
+        extras.setdefault(r["method"], []).append(r)
     ideal = spread(r["max_sic"] for r in methods.get("idealized", []))["median"]
     rows = []
     for method, rs in methods.items():
-        fit = _median([r["seconds_fit"] for r in rs])
-        clf = _median([r["seconds_train"] for r in rs])
-        sample = _median([r["seconds_sample"] for r in rs]) or 0.0
-        # A generator trained on the sidebands is retrained for every SR; one trained on all data only samples.
-        refit = fit if (method in GENERATORS and GENERATORS.get(method).trains_on == "sidebands" and fit) else 0.0
+        fit = _median(r.get("seconds_fit_model", r.get("seconds_fit")) for r in rs)
+        clf = _median(r["seconds_train"] for r in rs)
+        sample = _median(r["seconds_sample"] for r in rs) or 0.0
+        if extras.get(method):
+            per_template = _median(_per_sr_cost(r)[0] for r in extras[method])
+            per_sr = _median(_per_sr_cost(r)[1] for r in extras[method])
+            measured = True
+        else:
+            # No extra SRs: a generator that shares its fit (SIGMA) would only sample again; others retrain.
+            shared = False
+            if resolve_method(method) is not None:
+                shared = shares_training(make_search_generator(_config_of(rs[0])))
+            refit = 0.0 if shared else (fit or 0.0)
+            per_template = refit + sample if resolve_method(method) is not None else 0.0
+            per_sr = per_template + (clf or 0.0)
+            measured = False
         sic = spread(r["max_sic"] for r in rs)
         rows.append({
             "method": method,
@@ -135,16 +243,58 @@ def summarize_bench(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seconds_train": (fit or 0.0) + (clf or 0.0),
             "seconds_fit": fit,
             "seconds_classifier": clf,
-            "seconds_per_sr": refit + sample + (clf or 0.0),
+            "seconds_sample": sample if resolve_method(method) is not None else None,
+            "seconds_template_per_sr": per_template,
+            "seconds_per_sr": per_sr,
+            "per_sr_measured": measured,
+            "n_extra_srs": len(extras.get(method, [])),
+            "fit_shared_in_extra_srs": all(r.get("fit_shared") for r in extras[method]) if extras.get(method) else None,
+            "n_template": _median(r["n_reference"] for r in rs) if resolve_method(method) is not None else None,
             "max_sic": sic,
             "ratio_to_idealized": (sic["median"] / ideal) if (ideal and sic["median"] is not None) else None,
             "template_auc": spread(r["template_auc"] for r in rs),
-            "S/sqrt(B)": _median([r["S/sqrt(B)"] for r in rs]),
+            "S/sqrt(B)": _median(r["S/sqrt(B)"] for r in rs),
         })
     return rows
 
 
-def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+def _config_of(result: dict[str, Any]) -> Any:
+    from ..analysis.search import SearchConfig
+
+    return SearchConfig.from_dict(result["config"])
+
+
+def cost_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For every method that trains once for all SRs: its cost per additional SR over that of each method that
+    retrains per SR (:data:`RETRAINING_REFERENCES`, when run), template part alone and with the classifier."""
+    by = {r["method"]: r for r in rows}
+    out = []
+    for r in rows:
+        if r.get("fit_shared_in_extra_srs") is not True:
+            continue
+        for ref in RETRAINING_REFERENCES:
+            q = by.get(ref)
+            if q is None or not q.get("per_sr_measured") or not q.get("seconds_template_per_sr"):
+                continue
+            out.append({
+                "method": r["method"],
+                "reference": ref,
+                "template_seconds": r["seconds_template_per_sr"],
+                "reference_template_seconds": q["seconds_template_per_sr"],
+                "template_ratio": r["seconds_template_per_sr"] / q["seconds_template_per_sr"],
+                "total_seconds": r["seconds_per_sr"],
+                "reference_total_seconds": q["seconds_per_sr"],
+                "total_ratio": r["seconds_per_sr"] / q["seconds_per_sr"],
+            })
+    return out
+
+
+def _fraction(x: float) -> str:
+    return f"1/{1 / x:.0f}" if 0 < x < 0.5 else f"{x:.2f}"
+
+
+def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
+                ratios: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
     from rich.table import Table
 
     from .search import _fmt, console_for_tables
@@ -156,39 +306,205 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> No
         f"S/sqrt(B) = {_median([r['S/sqrt(B)'] for r in results]):.2f}, classifier {r0['classifier']}"
     )
     table = Table(title=title)
-    for col in ("method", "seeds", "train s", "s / extra SR", "max SIC median [16%, 84%]", "vs idealized",
-                "template AUC"):
+    for col in ("method", "seeds", "train s", "template s / extra SR", "s / extra SR", "template events",
+                "max SIC median [16%, 84%]", "vs idealized", "template AUC"):
         table.add_column(col)
     for row in rows:
+        star = "" if row["per_sr_measured"] else "*"
         table.add_row(
-            row["method"], str(row["seeds"]), f"{row['seconds_train']:.1f}", f"{row['seconds_per_sr']:.1f}",
+            row["method"], str(row["seeds"]), f"{row['seconds_train']:.1f}",
+            f"{row['seconds_template_per_sr']:.1f}{star}", f"{row['seconds_per_sr']:.1f}{star}",
+            f"{row['n_template']:.0f}" if row["n_template"] is not None else "-",
             _fmt(row["max_sic"]),
             f"{row['ratio_to_idealized']:.2f}" if row["ratio_to_idealized"] is not None else "-",
             _fmt(row["template_auc"], 3),
         )
-    console_for_tables().print(table)
+    console = console_for_tables()
+    console.print(table)
+    if any(not row["per_sr_measured"] for row in rows):
+        console.print("* per-SR cost estimated from the first SR (no extra SRs run for this method)")
+    for q in ratios or []:
+        console.print(
+            f"{q['method']} per additional SR: template {q['template_seconds']:.2f} s = "
+            f"{_fraction(q['template_ratio'])} of {q['reference']} retraining ({q['reference_template_seconds']:.1f} s;"
+            f" target <= 1/50); with the classifier {q['total_seconds']:.1f} s vs {q['reference_total_seconds']:.1f} s"
+            f" = {_fraction(q['total_ratio'])}"
+        )
+    for note in notes:
+        console.print(f"note: {note}")
 
 
 def run_search_bench(args: argparse.Namespace) -> int:
     from ..analysis.search import _jsonable, run_searches
-    from .search import expand, report
+    from .search import report
 
     settings = bench_settings(args)
     out = settings.get("out") or "bench_results/search"
-    configs = expand(settings, out)
-    results = run_searches(configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
+    main, extra, notes = plan_bench(settings, out)
+    settings = {k: v for k, v in settings.items() if k != "extra_srs"}
+    results = run_searches(main + extra, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
                            progress=not args.quiet)
+    results, extra_results = results[: len(main)], results[len(main):]
     report(results, out, settings, plots=settings.get("plots", True))
-    rows = summarize_bench(results)
-    Path(out, "bench.json").write_text(json.dumps(_jsonable(rows), indent=2))
-    print_bench(rows, results)
+    rows = summarize_bench(results, extra_results)
+    ratios = cost_ratios(rows)
+    payload = {"methods": rows, "cost_ratios": ratios, "extra_sr_runs": extra_results, "notes": notes}
+    Path(out, "bench.json").write_text(json.dumps(_jsonable(payload), indent=2))
+    print_bench(rows, results, ratios, notes)
     return 0
 
 
 register_benchmark(
     "search",
-    help="per method: training seconds, seconds per additional SR, median max SIC over seeds and its ratio to the "
-         "idealized detector (LHCO-level statistics by default; --quick for a small run)",
+    help="per method: training seconds, seconds per additional SR (measured on extra SRs), median max SIC over "
+         "seeds and its ratio to the idealized detector, and SIGMA's per-SR cost against retraining (LHCO-level "
+         "statistics by default; --quick for a small run)",
     add_arguments=_search_arguments,
     run=run_search_bench,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench drapes-scan
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _drapes_scan_arguments(p: argparse.ArgumentParser) -> None:
+    from ..analysis.drapes_scan import DEFAULT_SIGMA_PRIMES
+    from .search import add_search_arguments
+
+    add_search_arguments(p)
+    p.add_argument("--sigma-prime", action="append", type=float, metavar="S",
+                   help=f"partial-diffusion depth (repeatable; default {', '.join(map(str, DEFAULT_SIGMA_PRIMES))})")
+    p.add_argument("--seed-source", choices=("sidebands", "sr", "simulation"),
+                   help="where the partial-diffusion seed events come from (default sidebands)")
+    p.add_argument("--quick", action="store_true",
+                   help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs")
+
+
+def run_drapes_scan_bench(args: argparse.Namespace) -> int:
+    from ..analysis.drapes_scan import DEFAULT_SIGMA_PRIMES, drapes_scans, plot_scan, scan_summary
+    from ..analysis.search import _jsonable
+    from ..runconfig import write_run_config
+    from .search import _fmt, console_for_tables, expand, merged_settings
+
+    defaults: dict[str, Any] = {"n_seeds": 5, "significance": 2.2, "sr": [3.3, 3.7]}
+    if args.quick:
+        defaults.update(QUICK)
+        defaults["generator_config"] = _quick_generator("drapes")
+    settings = merged_settings(args, defaults)
+    gen_cfg = settings.get("generator_config") or {}
+    if isinstance(gen_cfg.get("drapes"), dict):  # keyed by generator, as in a search config
+        gen_cfg = gen_cfg["drapes"]
+    if args.seed_source:
+        gen_cfg = {**gen_cfg, "seed_source": args.seed_source}
+    settings.update(methods=["drapes"], generator_config=gen_cfg)
+    out = Path(settings.get("out") or "bench_results/drapes_scan")
+    sigma_primes = args.sigma_prime or list(DEFAULT_SIGMA_PRIMES)
+    configs = expand(settings, out)
+    for c in configs:
+        c.out, c.plots = None, False
+    scans = drapes_scans(configs, sigma_primes, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
+                         progress=not args.quiet)
+    rows = scan_summary(scans)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "drapes_scan.json").write_text(json.dumps(_jsonable({"summary": rows, "scans": scans}), indent=2))
+    write_run_config(out, _jsonable({**settings, "sigma_primes": sigma_primes}))
+    if settings.get("plots", True):
+        plot_scan(scans, out / "drapes_scan")
+
+    from rich.table import Table
+
+    s0 = scans[0]
+    table = Table(title=(
+        f"DRAPES sigma' scan: SR {s0['sr'][0]:g}-{s0['sr'][1]:g} TeV, seeds from {s0['seed_source']}, "
+        f"S/sqrt(B) = {_median(s['S/sqrt(B)'] for s in scans):.2f}, {len(scans)} seed(s), "
+        f"DRAPES fit {_median(s['seconds_fit'] for s in scans):.0f} s"
+    ))
+    for col in ("sigma'", "template AUC median [16%, 84%]", "max SIC median [16%, 84%]", "sampling s"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(f"{row['sigma_prime']:g}", _fmt(row["template_auc"], 3), _fmt(row["max_sic"]),
+                      f"{row['seconds_sample']:.1f}")
+    console_for_tables().print(table)
+    print(f"results in {out}/drapes_scan.json" + (f", plot {out}/drapes_scan.png" if settings.get("plots", True)
+                                                   else ""))
+    return 0
+
+
+register_benchmark(
+    "drapes-scan",
+    help="DRAPES partial-diffusion depth scan: template AUC and max SIC against sigma' (median and spread over seeds)",
+    add_arguments=_drapes_scan_arguments,
+    run=run_drapes_scan_bench,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench process
+# ----------------------------------------------------------------------------------------------------------------
+
+#: The particle-level file ``bench process`` reads by default, in the data directory of ``search``.
+DEFAULT_PARTICLES = "rnd_qcd_seed1001.particles.h5"
+
+
+def default_particle_file() -> Path:
+    """``../shared/data/lhco-like/rnd_qcd_seed1001.particles.h5``, found as the search's default data;
+    :class:`InputError` when it is not there."""
+    from ..analysis.search import default_data_dir
+    from ..errors import InputError
+
+    d = default_data_dir()
+    path = d / DEFAULT_PARTICLES if d is not None else None
+    if path is None or not path.is_file():
+        raise InputError(f"../shared/data/lhco-like/{DEFAULT_PARTICLES}",
+                         "no default particle file: give one with --file PARTICLES_H5 (LHCO R&D particle layout)")
+    return path
+
+
+def _process_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file", metavar="PARTICLES_H5",
+                   help=f"LHCO-layout particle file (default ../shared/data/lhco-like/{DEFAULT_PARTICLES})")
+    p.add_argument("--events", type=int, default=5000, metavar="N", help="events to process (default 5000)")
+    p.add_argument("--chunksize", type=int, default=2500, metavar="N", help="events per chunk (default 2500)")
+    p.add_argument("--axes", default="kt", choices=("kt", "wta_kt", "onepass_kt"),
+                   help="N-subjettiness axes (default kt)")
+    p.add_argument("--repeats", type=int, default=2, metavar="N",
+                   help="timed repetitions of bare clustering and the processor; the best counts (default 2)")
+    p.add_argument("--json", metavar="OUT", help="write the measurements to this JSON file")
+
+
+def run_process_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure, print and (``--json``) save the processor benchmark; returns the measurements."""
+    from ..errors import InputError
+    from ..processors.bench import benchmark_process, print_benchmark
+
+    path = Path(args.file) if args.file else default_particle_file()
+    if not path.is_file():
+        raise InputError(path, "file does not exist")
+    for name in ("events", "chunksize", "repeats"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    result = benchmark_process(path, n_events=args.events, chunksize=args.chunksize, axes=args.axes,
+                               repeats=args.repeats)
+    result["file"] = str(path)
+    print_benchmark(result)
+    if args.json:
+        out = Path(args.json)
+        if out.parent != Path(""):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _process_main(args: argparse.Namespace) -> int:
+    run_process_bench(args)
+    return 0
+
+
+register_benchmark(
+    "process",
+    help="processor speed (events/s on one core) against bare fastjet anti-kT clustering, per stage, and memory",
+    add_arguments=_process_arguments,
+    run=_process_main,
 )

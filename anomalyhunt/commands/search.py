@@ -1,10 +1,19 @@
-"""``anomalyhunt search``: weakly supervised searches (CWoLa, template methods, idealized, supervised) over methods,
-signal regions and seeds, run as Dask tasks.
+"""``anomalyhunt search``: weakly supervised searches (CWoLa, template methods, idealized, supervised) and
+constituent-level methods (autoencoder, tnt, clr, darkclr, constituent-cwola) over methods, signal regions and seeds.
 
 A YAML ``--config`` gives any :class:`~anomalyhunt.analysis.search.SearchConfig` key plus the lists to expand:
 ``methods``, ``seeds`` (or ``n_seeds``), ``srs`` (list of ``[lo, hi]`` or ``"lo:hi"``) or ``windows``
 (``{lo, hi, width, step}``), ``n_signal`` (a number or a list), ``scheduler`` and ``workers``.
 ``generator_config`` may be keyed by generator name (``{cathode: {...}, sigma: {...}}``). Flags override the file.
+
+Constituent-level methods read ``constituents`` (``--constituents DIR``: the output of ``anomalyhunt process ...
+--clouds --images`` with background and signal datasets, truth from the feature table's label); without
+``--features`` the feature-level methods of the same run read that directory's feature tables, so that every
+method sees the same injected events for a seed. ``constituent_config`` (``--constituent-option``) holds their
+options: a key applies to every constituent method that has it, ``{tnt: {...}}`` (``tnt.KEY=VALUE``) to one;
+``constituent_preset`` (``--constituent-preset paper``) picks a named configuration. Feature-level runs go to Dask;
+constituent runs train with torch one after another in this process (``--scheduler local`` or an address sends
+them to Dask too). Results of both kinds share one ``results.json`` and summary table.
 """
 
 from __future__ import annotations
@@ -25,7 +34,15 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature table(s): processor Parquet output or LHCO v2 features .h5; label 0 = background, "
                         "1 = signal (repeatable; default: ../shared/data/lhco-like)")
     p.add_argument("--signal", action="append", metavar="FILE", help="separate signal feature table (repeatable)")
-    p.add_argument("--method", action="append", help="cwola, idealized, supervised or a generator (repeatable)")
+    p.add_argument("--method", action="append",
+                   help="cwola, idealized, supervised, a generator, or a constituent method: autoencoder, tnt, clr, "
+                        "darkclr, constituent-cwola (repeatable)")
+    p.add_argument("--constituents", metavar="DIR",
+                   help="processor output with clouds/images (anomalyhunt process --clouds --images) for the "
+                        "constituent methods; also the feature tables of the run when --features is not given")
+    p.add_argument("--constituent-option", action="append", metavar="[METHOD.]KEY=VALUE",
+                   help="constituent method option, e.g. ae_epochs=5 (every method that has it) or tnt.cnn_epochs=3")
+    p.add_argument("--constituent-preset", metavar="NAME", help="named constituent configuration, e.g. paper (GPU)")
     p.add_argument("--sr", action="append", metavar="LO:HI", help="signal region in TeV (repeatable)")
     p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
     p.add_argument("--signal-events", action="append", type=int, metavar="N", help="injected signal events")
@@ -40,7 +57,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oversample", type=int)
     p.add_argument("--sideband-width", type=float, metavar="TEV", help="generator sidebands (default: all masses)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address; 'sync' runs in this process")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="Dask scheduler address; 'sync' runs in this process; 'local' a local cluster (the default "
+                        "for feature-level runs; constituent runs otherwise go one after another in this process)")
     p.add_argument("--workers", type=int, help="local Dask workers (default: min(#runs, #CPUs))")
     p.add_argument("--out", metavar="DIR", help="output directory")
     p.add_argument("--no-plots", action="store_true", help="skip the ROC/SIC plots")
@@ -90,7 +109,8 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         "background_events": args.background_events, "seeds": args.seed, "n_seeds": args.seeds,
         "classifier": args.classifier, "folds": args.folds, "oversample": args.oversample,
         "sideband_width": args.sideband_width, "device": args.device, "scheduler": args.scheduler,
-        "workers": args.workers, "out": args.out,
+        "workers": args.workers, "out": args.out, "constituents": getattr(args, "constituents", None),
+        "constituent_preset": getattr(args, "constituent_preset", None),
     }
     for k, v in flags.items():
         if v is not None:
@@ -117,6 +137,9 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
     if args.generator_option:
         extra = _options(args.generator_option, "--generator-option")
         s["generator_config"] = {**s.get("generator_config", {}), **extra}
+    if getattr(args, "constituent_option", None):
+        s["constituent_config"] = _merge_constituent_options(s.get("constituent_config") or {},
+                                                             args.constituent_option)
     if args.seeds is not None:
         s.pop("seeds", None)
     if args.seed is not None:
@@ -128,8 +151,51 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
     return s
 
 
+def _merge_constituent_options(base: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` (all constituent methods) and ``METHOD.KEY=VALUE`` (one) on top of ``base``."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in _options(items, "--constituent-option").items():
+        method, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(method, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+#: Settings only constituent-level runs take.
+CONSTITUENT_KEYS = ("constituents", "constituent_config", "constituent_preset", "sculpting_efficiency")
+
+
+def constituent_configs(settings: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Per constituent method in ``methods``, its ``constituent_config``: the entries keyed by its name, plus the
+    flat keys it has. A flat key that none of them has is a :class:`ConfigError` (unknown keys of one method fail
+    when its config is built)."""
+    from ..analysis.constituent_data import CONSTITUENT_METHODS
+
+    raw = dict(settings.get("constituent_config") or {})
+    selected = [m for m in methods if m in CONSTITUENT_METHODS]
+    per_method = {k: v for k, v in raw.items() if k in CONSTITUENT_METHODS}
+    for k, v in per_method.items():
+        if not isinstance(v, dict):
+            raise ConfigError(f"constituent_config {k!r}: expected a mapping of {k}'s options, got {v!r}")
+    flat = {k: v for k, v in raw.items() if k not in CONSTITUENT_METHODS}
+    if not selected:
+        return {}
+    known = {m: set(CONSTITUENT_METHODS.get(m).defaults) for m in selected}
+    unused = sorted(k for k in flat if not any(k in keys for keys in known.values()))
+    if unused:
+        raise ConfigError(
+            f"constituent option(s) {unused} belong to none of the constituent methods {selected} "
+            f"(write METHOD.KEY=VALUE for one method; see each method's defaults)"
+        )
+    return {m: {**{k: v for k, v in flat.items() if k in known[m]}, **dict(per_method.get(m, {}))} for m in selected}
+
+
 def expand(settings: dict[str, Any], out: str | Path) -> list:
-    """One :class:`SearchConfig` per (SR, injection, method, seed); each writes to ``out/<run name>``."""
+    """One :class:`SearchConfig` (a :class:`~anomalyhunt.analysis.constituent_search.ConstituentSearchConfig` for a
+    constituent method) per (SR, injection, method, seed); each writes to ``out/<run name>``."""
+    from ..analysis.constituent_search import ConstituentSearchConfig
     from ..analysis.regions import parse_window, sliding_windows
     from ..analysis.search import SearchConfig
     from ..models.base import GENERATORS
@@ -139,6 +205,12 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
         s.pop(k, None)
     methods = s.pop("methods", None) or ["cwola", "idealized"]
     methods = [methods] if isinstance(methods, str) else list(methods)
+    per_constituent = constituent_configs(s, methods)
+    constituent_settings = {k: s.pop(k) for k in CONSTITUENT_KEYS if k in s}
+    constituent_settings.pop("constituent_config", None)
+    if constituent_settings.get("constituents") and not s.get("background"):
+        # Feature-level methods then read the same events, so that a seed injects the same signal for every method.
+        s["background"] = [str(constituent_settings["constituents"])]
     seeds = s.pop("seeds", None)
     n_seeds = s.pop("n_seeds", None)
     if seeds is None:
@@ -168,8 +240,13 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
                 for seed in seeds:
                     g = (gen_cfg.get(method, {}) if per_method else gen_cfg) if method in GENERATORS else {}
                     extra = {"n_signal": int(n)} if n is not None else {}
-                    cfg = SearchConfig.from_dict({**s, **extra, "method": method, "sr": sr, "seed": seed,
-                                                  "generator_config": dict(g), "out": None})
+                    common = {**s, **extra, "method": method, "sr": sr, "seed": seed, "out": None}
+                    if method in per_constituent:
+                        cfg = ConstituentSearchConfig.from_dict({
+                            **common, **constituent_settings, "constituent_config": per_constituent[method],
+                        })  # fmt: skip
+                    else:
+                        cfg = SearchConfig.from_dict({**common, "generator_config": dict(g)})
                     cfg.out = str(Path(out) / cfg.name)
                     configs.append(cfg)
     return configs
@@ -233,27 +310,110 @@ def console_for_tables():
 def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
+    from ..analysis.metrics import spread
+
     table = Table(title="anomalyhunt search: median [16%, 84%] over seeds")
-    for col in ("method", "SR (TeV)", "injection", "S/sqrt(B)", "seeds", "max SIC", "SIC@0.2", "AUC", "template AUC"):
+    for col in ("method", "SR (TeV)", "injection", "S/sqrt(B)", "seeds", "max SIC", "SIC@0.2", "AUC",
+                "1/eps_B@0.2", "template AUC"):  # fmt: skip
         table.add_column(col)
     for row in summary:
-        key = (row["method"], list(row["sr"]), row["injection"])
-        zs = [r["S/sqrt(B)"] for r in results if (r["method"], list(r["sr"]), r["injection"]) == key]
+        runs = _group(results, row)
+        zs = [r["S/sqrt(B)"] for r in runs]
         table.add_row(
             row["method"], f"{row['sr'][0]:g}-{row['sr'][1]:g}", row["injection"],
             f"{sum(zs) / len(zs):.2f}" if zs else "-", str(len(row["seeds"])), _fmt(row["max_sic"]),
-            _fmt(row["sic_at_0.2"]), _fmt(row["auc"], 3), _fmt(row["template_auc"], 3),
+            _fmt(row["sic_at_0.2"]), _fmt(row["auc"], 3), _fmt(spread(r.get("rejection_at_0.2") for r in runs), 1),
+            _fmt(row["template_auc"], 3),
         )
+    console_for_tables().print(table)
+    print_constituent_summary(summary, results)
+
+
+def _group(results: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    key = (row["method"], list(row["sr"]), row["injection"])
+    return [r for r in results if (r["method"], list(r["sr"]), r["injection"]) == key]
+
+
+def print_constituent_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """For constituent-level methods, the references the score is read against: the best single jet feature on
+    the same test events, the method's other scores (TNT's starting autoencoder), the linear-classifier test on the
+    representation and on the raw constituents (CLR), and the m_jj sculpting KS p-value against a pT-cut control."""
+    from rich.table import Table
+
+    from ..analysis.metrics import spread
+
+    rows = [(row, _group(results, row)) for row in summary]
+    rows = [(row, runs) for row, runs in rows if runs and runs[0].get("level") == "constituent"]
+    if not rows:
+        return
+    table = Table(title="constituent methods and their references (test events of the same runs)")
+    for col in ("method", "SR (TeV)", "AUC", "1/eps_B@0.2", "best single feature: AUC, 1/eps_B@0.2",
+                "other scores: AUC", "linear test AUC: repr. / raw", "m_jj KS p: selection / pT cut"):  # fmt: skip
+        table.add_column(col)
+
+    def med(values) -> str:
+        return _fmt(spread(values), 3)
+
+    for row, runs in rows:
+        best = [r["best_single_feature"] for r in runs if r.get("best_single_feature")]
+        names = sorted({b["feature"] for b in best})
+        refs = sorted({k for r in runs for k in (r.get("reference_scores") or {})})
+        other = ", ".join(f"{k}: {med(r['reference_scores'][k]['auc'] for r in runs if k in r['reference_scores'])}"
+                          for k in refs)  # fmt: skip
+        info = [r.get("info") or {} for r in runs]
+        lin = "-"
+        if any("linear_test_auc" in i for i in info):
+            lin = f"{med(i.get('linear_test_auc') for i in info)} / {med(i.get('raw_linear_test_auc') for i in info)}"
+        sc = [r.get("mjj_sculpting") or {} for r in runs]
+        sculpt = " / ".join(
+            _fmt_p(spread((s.get(k) or {}).get("p_value") for s in sc)) for k in ("selection", "control_pt_j1")
+        )
+        table.add_row(
+            row["method"], f"{row['sr'][0]:g}-{row['sr'][1]:g}", _fmt(row["auc"], 3),
+            _fmt(spread(r.get("rejection_at_0.2") for r in runs), 1),
+            f"{', '.join(names)}: {med(b['auc'] for b in best)}, "
+            f"{_fmt(spread(b['rejection_at_0.2'] for b in best), 1)}",
+            other or "-", lin, sculpt,
+        )  # fmt: skip
     console_for_tables().print(table)
 
 
-def main(args: argparse.Namespace) -> int:
+def _fmt_p(s: dict[str, Any]) -> str:
+    """A median p-value in two significant digits (they span many decades)."""
+    return "-" if s.get("median") is None else f"{s['median']:.2g}"
+
+
+def run_all(
+    configs: list, scheduler: str | None = None, workers: int | None = None, progress: bool = False
+) -> list[dict[str, Any]]:
+    """Results of feature-level (:func:`~anomalyhunt.analysis.search.run_searches`, Dask) and constituent-level
+    (:func:`~anomalyhunt.analysis.constituent_search.run_constituent_searches`) configs, in the order given.
+
+    Constituent runs go to Dask only with ``scheduler`` ``"local"`` or an address; ``"local"`` means the default
+    local cluster for the feature-level runs."""
+    from ..analysis.constituent_search import ConstituentSearchConfig, run_constituent_searches
     from ..analysis.search import run_searches
 
+    constituent = [i for i, c in enumerate(configs) if isinstance(c, ConstituentSearchConfig)]
+    feature = [i for i, c in enumerate(configs) if not isinstance(c, ConstituentSearchConfig)]
+    results: list[dict[str, Any] | None] = [None] * len(configs)
+    if feature:
+        sched = None if scheduler == "local" else scheduler
+        for i, r in zip(feature, run_searches([configs[i] for i in feature], scheduler=sched, workers=workers,
+                                              progress=progress)):  # fmt: skip
+            results[i] = r
+    if constituent:
+        for i, r in zip(constituent, run_constituent_searches([configs[i] for i in constituent], scheduler=scheduler,
+                                                              workers=workers, progress=progress)):  # fmt: skip
+            results[i] = r
+    return results  # type: ignore[return-value]
+
+
+def main(args: argparse.Namespace) -> int:
     settings = merged_settings(args)
     out = settings.get("out") or "search_results"
     configs = expand(settings, out)
-    results = run_searches(
+    results = run_all(
         configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
     )
     report(results, out, settings, plots=settings.get("plots", True))
