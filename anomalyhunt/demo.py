@@ -32,7 +32,7 @@ METHODS = ("sigma", "cathode", "idealized")
 EFFICIENCIES = (0.1, 0.01)
 FEATURES = ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")
 #: CPU-sized settings that keep the demo within minutes on two cores.
-GENERATOR_CONFIG = {"sigma": {"epochs": 30, "n_steps": 10}, "cathode": {"epochs": 8}, "drapes": {"epochs": 15}}
+GENERATOR_CONFIG = {"sigma": {"epochs": 15, "n_steps": 10}, "cathode": {"epochs": 8}, "drapes": {"epochs": 15}}
 #: Generators that train on sidebands use this much (TeV) on each side of each window.
 SIDEBAND_WIDTH = 0.4
 CLASSIFIER_CONFIG = {"n_ensemble": 2, "n_threads": 1}
@@ -75,10 +75,15 @@ def run_demo(
     fresh: bool = True,
 ) -> pd.DataFrame:
     """Run the demo; returns the hunt table (one row per method, window and cut)."""
+    import torch
+
     console = Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
+    # The models here are small: one torch thread per process avoids oversubscribing two cores (tens of times
+    # slower when the classifier's or Dask's processes compete for them).
+    torch.set_num_threads(1)
     start = time.perf_counter()
     config = {"seed": seed, "workers": workers, "n_signal": n_signal, "methods": list(methods),
               "windows": [list(w) for w in WINDOWS], "efficiencies": list(EFFICIENCIES), "features": list(FEATURES),

@@ -86,7 +86,8 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
 
     add_search_arguments(p)
     p.add_argument("--quick", action="store_true",
-                   help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs")
+                   help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs, SIGMA "
+                        "sampled with 4 midpoint steps")
     p.add_argument("--extra-srs", type=int, metavar="N",
                    help="further SRs (the first SR shifted by -/+ half its width, then a whole width, ...) run by "
                         "every template method with the first seed, to measure the cost of each additional SR "
@@ -111,9 +112,29 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
         defaults.update(QUICK)
         defaults["generator_config"] = {name: _quick_generator(name) for name in GENERATORS.names()}
     settings = merged_settings(args, defaults)
+    if settings.get("generator_config"):
+        settings["generator_config"] = _spread_flat_options(settings["generator_config"])
     if getattr(args, "extra_srs", None) is not None:
         settings["extra_srs"] = args.extra_srs
     return settings
+
+
+def _spread_flat_options(gen_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``{sigma: {...}, cathode: {...}, epochs: 5}`` (``--quick`` per generator plus ``--generator-option``) ->
+    the flat keys merged into every generator that knows them; a key no generator knows is a :class:`ConfigError`."""
+    from ..errors import ConfigError
+    from ..models.base import GENERATORS
+
+    named = {k: v for k, v in gen_cfg.items() if k in GENERATORS and isinstance(v, dict)}
+    flat = {k: v for k, v in gen_cfg.items() if k not in named}
+    if not named or not flat:
+        return gen_cfg
+    known = {name: set(getattr(GENERATORS.get(name), "DEFAULTS", {}) or {}) for name in GENERATORS.names()}
+    unknown = sorted(k for k in flat if not any(k in keys for keys in known.values()))
+    if unknown:
+        raise ConfigError(f"generator option(s) {unknown} are known to no generator ({', '.join(GENERATORS.names())})")
+    return {name: {**named.get(name, {}), **{k: v for k, v in flat.items() if k in known[name]}}
+            for name in GENERATORS.names()}
 
 
 def _quick_generator(name: str) -> dict[str, Any]:
@@ -341,7 +362,8 @@ def run_search_bench(args: argparse.Namespace) -> int:
     settings = bench_settings(args)
     out = settings.get("out") or "bench_results/search"
     main, extra, notes = plan_bench(settings, out)
-    settings = {k: v for k, v in settings.items() if k != "extra_srs"}
+    settings = {**{k: v for k, v in settings.items() if k != "extra_srs"}, "bench_notes": notes,
+                "extra_srs": sorted({tuple(c.sr) for c in extra})}
     results = run_searches(main + extra, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
                            progress=not args.quiet)
     results, extra_results = results[: len(main)], results[len(main):]

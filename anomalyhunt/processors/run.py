@@ -164,6 +164,21 @@ def run_process(
         raise InputError(out, f"output directory is not writable ({err.strerror})") from None
     proc = DijetProcessor(out, **processor_options)
     ex = make_executor(executor, workers, scheduler, status)
+    try:
+        output = _run(datasets, out, proc, ex, chunksize)
+    finally:
+        client = getattr(ex, "client", None)
+        if client is not None and not scheduler:  # a LocalCluster we started ends with the run
+            cluster = client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    (out / "hists.pkl").write_bytes(pickle.dumps(output.get("hists", {})))
+    (out / "cutflow.json").write_text(json.dumps(output.get("cutflow", {}), indent=2))
+    return output
+
+
+def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, chunksize: int) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     chunks: list[Hdf5Chunk] = []
     root_sets: dict[str, dict[str, Any]] = {}
@@ -191,10 +206,7 @@ def run_process(
         if chunks:
             acc, _ = ex(chunks, _Hdf5Task(proc), None)
             results.append(acc)
-    output = processor.accumulate([r for r in results if r])
-    (out / "hists.pkl").write_bytes(pickle.dumps(output.get("hists", {})))
-    (out / "cutflow.json").write_text(json.dumps(output.get("cutflow", {}), indent=2))
-    return output
+    return processor.accumulate([r for r in results if r])
 
 
 def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
