@@ -299,6 +299,12 @@ def test_sigma_trains_once_for_all_srs(toy_file: Path) -> None:
     cr = make_search_generator(others[1]).config
     assert cr["mask_sr"] is True and cr["sr"] == [3.1, 3.5] and cr["interpolation"] == "none"
 
+    # S/sqrt(B) injection over several SRs says that it cannot share (before any work: the file does not exist).
+    per_sr = [SearchConfig(method="sigma", sr=sr, background=(str(toy_file.with_name("none.h5")),),
+                           significance=3.0) for sr in srs]
+    with pytest.warns(UserWarning, match="trained again for each SR"), pytest.raises(InputError, match="none.h5"):
+        run_searches(per_sr, scheduler="sync")
+
     sync = run_searches(sigma, scheduler="sync")
     dask = run_searches(sigma, workers=1)
     for res in (sync, dask):
@@ -495,7 +501,8 @@ def test_cathode_search(lhco_dir: Path) -> None:
         generator_config={"lr": 3e-3, "scheduler": "cosine", "epochs": 15, "patience": None, "batch_size": 512},
         **LHCO_RUN,
     ))
-    # Measured: max SIC 3.82 (idealized 5.64 on the same data and seed), template AUC 0.541.
+    # Measured: max SIC 4.56 (idealized 5.64 on the same data and seed), template AUC 0.538; 3.82 and 0.541 with
+    # another template draw: the bound leaves room for that spread.
     assert r["max_sic"] > 2.5
     assert r["template_auc"] < 0.6
     assert r["n_reference"] == 4 * r["n_data_sr"] and r["n_template_dropped"] == 0

@@ -36,6 +36,7 @@ from . import metrics
 from .cwola import KFoldResult, cwola, kfold_classify
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
 from .regions import Regions
+from .templates import shares_training
 
 #: Methods that are not template generators.
 BASELINES = ("cwola", "idealized", "supervised")
@@ -246,11 +247,6 @@ def make_search_generator(cfg: SearchConfig) -> Any:
         name, {**cfg.generator_config, **forced}, seed=_sub_seed(cfg.seed, 7), device=cfg.device,
         progress=cfg.progress, sr=list(cfg.sr),
     )
-
-
-def shares_training(gen: Any) -> bool:
-    """True when one fit serves every SR: trained on all data with no SR masked out (SIGMA, not its v^CR)."""
-    return gen.trains_on == "all" and not gen.config.get("mask_sr", False)
 
 
 def _fingerprint(cfg: SearchConfig, sample: InjectedSample, gen: Any) -> str:
@@ -597,6 +593,16 @@ def run_searches(
     if not cfgs:
         return []
     groups = group_runs(cfgs)
+    per_sr = [c for c in cfgs if c.n_signal is None and resolve_method(c.method) is not None
+              and shares_training(make_search_generator(c))]
+    if len({c.sr for c in per_sr}) > 1:
+        import warnings
+
+        warnings.warn(
+            f"{', '.join(sorted({c.method for c in per_sr}))}: injection by S/sqrt(B) gives every SR its own N and so "
+            "its own data: the model is trained again for each SR; give n_signal (--signal-events) to train once",
+            stacklevel=2,
+        )
     outs = run_tasks(
         _run_group, [[cfgs[i].to_dict() for i in g] for g in groups], scheduler=scheduler, workers=workers,
         progress=progress, gpu=[any(str(cfgs[i].device).startswith("cuda") for i in g) for g in groups],

@@ -26,6 +26,11 @@ def make_generator(method: str, config: dict[str, Any] | None = None, **auto: An
     return cls.from_preset(preset, **cfg) if preset else cls(**cfg)
 
 
+def shares_training(gen: TemplateGenerator) -> bool:
+    """True when one fit serves every SR: trained on all data with no SR masked out (SIGMA, not its v^CR)."""
+    return gen.trains_on == "all" and not gen.config.get("mask_sr", False)
+
+
 def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions) -> TemplateGenerator:
     """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks."""
     if gen.trains_on == "sidebands":

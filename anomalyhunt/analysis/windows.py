@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from .bumphunt import DEFAULT_EDGES, BumpHunt, bump_hunt, efficiency_cuts, mjj_hist
 from .cwola import fold_assignment, make_classifier
 from .regions import Regions
-from .templates import fit_generator, make_generator, sample_template
+from .templates import fit_generator, make_generator, sample_template, shares_training
 
 #: The reference that needs no generator: held-out true SR background (the ceiling of template methods).
 IDEALIZED = "idealized"
@@ -193,7 +193,7 @@ def hunt_windows(
             if gen is None:
                 gen = make_generator(method, generator_config.get(method), seed=seed, progress=False, sr=list(window))
                 fit_generator(gen, x, m, regions)
-                if gen.trains_on == "all":
+                if shares_training(gen):
                     shared[method] = gen  # one training serves every window
             x_ref, m_ref = sample_template(gen, x[sr], m[sr], window, oversample * int(sr.sum()), seed + 31 * i, method)
             t_template = time.perf_counter() - t0

@@ -161,10 +161,19 @@ def extra_windows(sr: Sequence[float], n: int) -> list[tuple[float, float]]:
     return out
 
 
-def _template_methods(methods: Sequence[str]) -> list[str]:
+def _is_template(method: str) -> bool:
+    """A method with a generated template (a generator or a variant); False for baselines and constituent methods."""
     from ..analysis.search import resolve_method
+    from ..errors import ConfigError
 
-    return [m for m in methods if resolve_method(m) is not None]
+    try:
+        return resolve_method(method) is not None
+    except ConfigError:  # constituent-level methods are not feature-level generators
+        return False
+
+
+def _template_methods(methods: Sequence[str]) -> list[str]:
+    return [m for m in methods if _is_template(m)]
 
 
 def _generator_config_for(settings: dict[str, Any], method: str) -> dict[str, Any]:
@@ -186,7 +195,7 @@ def plan_bench(settings: dict[str, Any], out: str | Path) -> tuple[list[Any], li
     """
     import dataclasses
 
-    from ..analysis.search import SearchConfig, VARIANTS, make_sample
+    from ..analysis.search import VARIANTS, make_sample
     from .search import expand
 
     s = dict(settings)
@@ -210,7 +219,7 @@ def plan_bench(settings: dict[str, Any], out: str | Path) -> tuple[list[Any], li
     if n_extra and main:
         first_sr, first_seed = main[0].sr, main[0].seed
         for cfg in main:
-            if cfg.sr != first_sr or cfg.seed != first_seed or cfg.method not in _template_methods([cfg.method]):
+            if cfg.sr != first_sr or cfg.seed != first_seed or not _is_template(cfg.method):
                 continue
             for window in extra_windows(first_sr, n_extra):
                 e = dataclasses.replace(cfg, sr=window, template_auc=False, plots=False, out=None)
@@ -230,7 +239,8 @@ def summarize_bench(results: list[dict[str, Any]], extra: list[dict[str, Any]] |
     the extra-SR runs when there are any: fit unless shared, sampling and classifier; template part separately),
     median max SIC (with spread) over seeds, and its ratio to the idealized detector."""
     from ..analysis.metrics import spread
-    from ..analysis.search import make_search_generator, resolve_method, shares_training
+    from ..analysis.search import make_search_generator
+    from ..analysis.templates import shares_training
 
     methods: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -238,43 +248,41 @@ def summarize_bench(results: list[dict[str, Any]], extra: list[dict[str, Any]] |
     extras: dict[str, list[dict[str, Any]]] = {}
     for r in extra or []:
         extras.setdefault(r["method"], []).append(r)
-    ideal = spread(r["max_sic"] for r in methods.get("idealized", []))["median"]
+    ideal = spread(r.get("max_sic") for r in methods.get("idealized", []))["median"]
     rows = []
     for method, rs in methods.items():
+        template = _is_template(method)
         fit = _median(r.get("seconds_fit_model", r.get("seconds_fit")) for r in rs)
-        clf = _median(r["seconds_train"] for r in rs)
-        sample = _median(r["seconds_sample"] for r in rs) or 0.0
+        clf = _median(r.get("seconds_train") for r in rs)
+        sample = _median(r.get("seconds_sample") for r in rs) or 0.0
         if extras.get(method):
             per_template = _median(_per_sr_cost(r)[0] for r in extras[method])
             per_sr = _median(_per_sr_cost(r)[1] for r in extras[method])
             measured = True
         else:
             # No extra SRs: a generator that shares its fit (SIGMA) would only sample again; others retrain.
-            shared = False
-            if resolve_method(method) is not None:
-                shared = shares_training(make_search_generator(_config_of(rs[0])))
-            refit = 0.0 if shared else (fit or 0.0)
-            per_template = refit + sample if resolve_method(method) is not None else 0.0
+            shared = template and shares_training(make_search_generator(_config_of(rs[0])))
+            per_template = (0.0 if shared else (fit or 0.0)) + sample if template else 0.0
             per_sr = per_template + (clf or 0.0)
             measured = False
-        sic = spread(r["max_sic"] for r in rs)
+        sic = spread(r.get("max_sic") for r in rs)
         rows.append({
             "method": method,
             "seeds": len(rs),
             "seconds_train": (fit or 0.0) + (clf or 0.0),
             "seconds_fit": fit,
             "seconds_classifier": clf,
-            "seconds_sample": sample if resolve_method(method) is not None else None,
+            "seconds_sample": sample if template else None,
             "seconds_template_per_sr": per_template,
             "seconds_per_sr": per_sr,
             "per_sr_measured": measured,
             "n_extra_srs": len(extras.get(method, [])),
             "fit_shared_in_extra_srs": all(r.get("fit_shared") for r in extras[method]) if extras.get(method) else None,
-            "n_template": _median(r["n_reference"] for r in rs) if resolve_method(method) is not None else None,
+            "n_template": _median(r.get("n_reference") for r in rs) if template else None,
             "max_sic": sic,
             "ratio_to_idealized": (sic["median"] / ideal) if (ideal and sic["median"] is not None) else None,
-            "template_auc": spread(r["template_auc"] for r in rs),
-            "S/sqrt(B)": _median(r["S/sqrt(B)"] for r in rs),
+            "template_auc": spread(r.get("template_auc") for r in rs),
+            "S/sqrt(B)": _median(r.get("S/sqrt(B)") for r in rs),
         })
     return rows
 
@@ -356,16 +364,16 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
 
 
 def run_search_bench(args: argparse.Namespace) -> int:
-    from ..analysis.search import _jsonable, run_searches
-    from .search import report
+    from ..analysis.search import _jsonable
+    from .search import report, run_all
 
     settings = bench_settings(args)
     out = settings.get("out") or "bench_results/search"
     main, extra, notes = plan_bench(settings, out)
     settings = {**{k: v for k, v in settings.items() if k != "extra_srs"}, "bench_notes": notes,
                 "extra_srs": sorted({tuple(c.sr) for c in extra})}
-    results = run_searches(main + extra, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
-                           progress=not args.quiet)
+    results = run_all(main + extra, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
+                      progress=not args.quiet)
     results, extra_results = results[: len(main)], results[len(main):]
     report(results, out, settings, plots=settings.get("plots", True))
     rows = summarize_bench(results, extra_results)

@@ -197,7 +197,7 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
     constituent method) per (SR, injection, method, seed); each writes to ``out/<run name>``."""
     from ..analysis.constituent_search import ConstituentSearchConfig
     from ..analysis.regions import parse_window, sliding_windows
-    from ..analysis.search import SearchConfig
+    from ..analysis.search import VARIANTS, SearchConfig
     from ..models.base import GENERATORS
 
     s = dict(settings)
@@ -238,7 +238,8 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
         for n in injections:
             for method in methods:
                 for seed in seeds:
-                    g = (gen_cfg.get(method, {}) if per_method else gen_cfg) if method in GENERATORS else {}
+                    gen_name = VARIANTS[method][0] if method in VARIANTS else method  # sigma-cr -> sigma
+                    g = (gen_cfg.get(gen_name, {}) if per_method else gen_cfg) if gen_name in GENERATORS else {}
                     extra = {"n_signal": int(n)} if n is not None else {}
                     common = {**s, **extra, "method": method, "sr": sr, "seed": seed, "out": None}
                     if method in per_constituent:
