@@ -183,3 +183,24 @@ def test_clr_score_is_reported_beside_the_best_feature_and_the_linear_tests(cons
     assert info["linear_test_auc"] > 0.78 and info["linear_test_auc"] > info["raw_linear_test_auc"] + 0.08
     assert r["best_single_feature"]["auc"] > 0.8 and 0.3 < r["auc"] < 0.75
     assert info["norm_sign"] == 1.0 and r["inputs"] == ["clouds", "features"]
+
+
+@pytest.mark.lhco
+@pytest.mark.slow
+def test_bench_search_puts_constituent_methods_beside_feature_level_ones(constituent_dir, tmp_path, capsys) -> None:
+    """``anomalyhunt bench search --constituents DIR``: high-level and constituent methods in one comparison."""
+    out = tmp_path / "bench"
+    rc = cli([
+        "bench", "search", "--constituents", str(constituent_dir), "--method", "idealized", "--method", "autoencoder",
+        "--significance", "4", "--seed", "0", "--sr", "3.3:3.7", "--out", str(out), "--quiet", "--scheduler", "sync",
+        "--classifier-option", "n_ensemble=2", "--constituent-option", "autoencoder.ae_epochs=3",
+    ])  # fmt: skip
+    assert rc == 0
+    rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["methods"]}
+    assert set(rows) == {"idealized", "autoencoder"}
+    # Both were measured on the same injected events; the unsupervised image autoencoder (AUC ~0.75) stays below
+    # the idealized weakly supervised reference in max SIC, and both find the signal (max SIC > 1).
+    assert rows["idealized"]["max_sic"]["median"] > 1.5
+    assert 1.0 < rows["autoencoder"]["max_sic"]["median"] < rows["idealized"]["max_sic"]["median"] + 0.5
+    assert rows["autoencoder"]["ratio_to_idealized"] is not None
+    assert "autoencoder" in capsys.readouterr().out
