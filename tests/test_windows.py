@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from anomalyhunt.analysis.bumphunt import DEFAULT_EDGES, mjj_hist

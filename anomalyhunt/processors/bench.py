@@ -11,7 +11,6 @@ from typing import Any
 
 import awkward as ak
 import fastjet
-import numpy as np
 
 from ..io.lhco import lhco_particle_events, read_lhco_particles
 from .constituents import jet_images, point_clouds
