@@ -40,9 +40,8 @@ from .constituent_data import (
     load_constituents,
     mjj_sculpting,
 )
-from .injection import InjectedSample, inject_signal
 from .regions import Regions
-from .search import SearchConfig, plot_performance
+from .search import SearchConfig, _sub_seed, inject_for, plot_performance
 
 __all__ = [
     "ConstituentSearchConfig",
@@ -185,27 +184,6 @@ def load_labelled_constituents(
     return bkg, sig
 
 
-def _inject(cfg: SearchConfig, bkg: pd.DataFrame, sig: pd.DataFrame, regions: Regions) -> InjectedSample:
-    # The same call, with the same settings, as the feature-level search's make_sample.
-    return inject_signal(
-        bkg,
-        sig,
-        regions=regions,
-        n_signal=cfg.n_signal,
-        significance=cfg.significance,
-        seed=cfg.seed,
-        features=cfg.features,
-        background_events=cfg.background_events,
-        test_fraction=cfg.test_fraction,
-        idealized_fraction=cfg.idealized_fraction,
-        test_signal_events=cfg.test_signal_events,
-    )
-
-
-def _sub_seed(seed: int, tag: int) -> int:
-    return int(np.random.SeedSequence([int(seed), tag]).generate_state(1)[0] % (2**31 - 1))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # one search
 # ----------------------------------------------------------------------------------------------------------------
@@ -226,7 +204,7 @@ def run_constituent_search(
     need = method.inputs(mconf)
     regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
     bkg, sig = load_labelled_constituents(cfg.constituents, clouds="clouds" in need, images="images" in need)
-    sample = _inject(cfg, bkg.table, sig.table, regions)
+    sample = inject_for(cfg, bkg.table, sig.table, regions)
     data, test = injected_constituents(bkg, sig, sample.rows, cfg.seed)
     y = test.label
     if not np.array_equal(y, sample.y_test):

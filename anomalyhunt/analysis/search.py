@@ -187,10 +187,15 @@ def load_tables(background: Sequence[str] = (), signal: Sequence[str] = ()) -> t
 def make_sample(cfg: SearchConfig, regions: Regions | None = None) -> InjectedSample:
     """The injected data set of ``cfg`` (same for every method with the same seed and injection settings)."""
     bkg, sig = load_tables(cfg.background, cfg.signal)
+    return inject_for(cfg, bkg, sig, regions or Regions(cfg.sr, cfg.sideband_width, cfg.scan))
+
+
+def inject_for(cfg: SearchConfig, bkg: pd.DataFrame, sig: pd.DataFrame, regions: Regions) -> InjectedSample:
+    """:func:`inject_signal` with the injection settings of ``cfg`` (shared by every kind of search)."""
     return inject_signal(
         bkg,
         sig,
-        regions=regions or Regions(cfg.sr, cfg.sideband_width, cfg.scan),
+        regions=regions,
         n_signal=cfg.n_signal,
         significance=cfg.significance,
         seed=cfg.seed,
