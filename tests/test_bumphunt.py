@@ -121,6 +121,27 @@ def test_background_only_local_z_is_standard_normal(qcd, qcd_fit):
     assert np.median(np.abs(zf)) < 1.0 and np.max(np.abs(zf)) < 3.5 and abs(zf.mean()) < 0.5
 
 
+def test_efficiency_nuisance_absorbs_a_calibration_error_of_its_size(qcd_fit):
+    """A cut whose SR background efficiency is 8% too high looks like a bump, unless the 8% calibration uncertainty
+    is profiled. Measured (60 pseudo-experiments, 1/10 of the QCD fit): mean Z 3.6 without, 0.4 with the nuisance;
+    with the nuisance and no bias, Z has mean -0.4, spread 1.3 (the free SR normalisation leaves the floating
+    Gaussian to chase the shape inside the SR)."""
+    rng = np.random.default_rng(5)
+    e = qcd_fit.edges
+    b = 0.1 * qcd_fit.background()
+    in_sr = (e[:-1] >= 3300) & (e[1:] <= 3700)
+    z_plain, z_nuis, z_null = [], [], []
+    for _ in range(60):
+        biased = rng.poisson(np.where(in_sr, 1.08 * b, b)).astype(float)
+        z_plain.append(bump_hunt((biased, e), (3300.0, 3700.0)).local.z)
+        hunt = bump_hunt((biased, e), (3300.0, 3700.0), efficiency_error=0.08)
+        z_nuis.append(hunt.local.z)
+        z_null.append(bump_hunt((rng.poisson(b).astype(float), e), (3300.0, 3700.0), efficiency_error=0.08).local.z)
+    assert hunt.local.background_fit.values["kappa"] > 0.0 and "kappa" in hunt.local.signal_fit.values
+    assert np.mean(z_plain) > 2.5 and np.mean(z_nuis) < 1.5
+    assert abs(np.mean(z_null)) < 0.7 and 0.7 < np.std(z_null) < 1.6
+
+
 def test_injected_bump_significance_and_mean(qcd, qcd_fit):
     mjj = qcd["mjj"].to_numpy()
     per_event = s_over_sqrt_b(qcd_fit.background(), qcd_fit.edges, 1.0, 3500.0, 210.0)

@@ -49,10 +49,25 @@ def _hunt(bkg, sig, n_signal, seed, windows=((3.2, 3.6), (3.6, 4.0))):
 
 
 @pytest.mark.slow
+def test_median_significance_rises_with_signal_size(demo_table):
+    """The full hunt (idealized reference, 1% cut, 3.2-3.6 TeV window) over 5 seeds per level. Measured medians:
+    0 -> -0.9, 600 -> 3.4, 1000 -> 5.6 (S/sqrt(B) in 3.3-3.7 TeV about 0, 2.3, 3.8); single seeds scatter
+    (600: -3.7 to 4.5), which is why the claim is about medians."""
+    bkg, sig = demo_table
+    medians = []
+    for n in (0, 600, 1000):
+        z = [_hunt(bkg, sig, n, seed, windows=((3.2, 3.6),)).query("efficiency == 0.01").z.iloc[0] for seed in range(5)]
+        medians.append(float(np.median(z)))
+    assert medians[0] < 2.0 < medians[1] + 1.0 and medians[1] < medians[2], medians
+    assert medians[2] > 3.0, medians
+
+
+@pytest.mark.slow
 def test_injected_resonance_is_found_in_its_window(demo_table):
     """Idealized reference, 245k events. Measured (seed 11): background only, max local Z over 2 windows x 2 cuts
-    3.6 (at 10%, where the interpolated threshold's ~1-2% systematic matters); 600 injected W' events
-    (S/sqrt(B) ~ 2.3 in 3.3-3.7 TeV): Z = -1.6 before any cut and 5.2 after the 1% cut in the 3.2-3.6 TeV window."""
+    3.5 (at 10%, where the shape of the true efficiency inside the SR is not captured by the interpolated threshold;
+    see ``windows.apply_cuts``); 600 injected W' events (S/sqrt(B) ~ 2.3 in 3.3-3.7 TeV): Z = -1.6 before any cut
+    and 5.0 after the 1% cut in the 3.2-3.6 TeV window."""
     bkg, sig = demo_table
     t0 = _hunt(bkg, sig, 0, seed=11)
     assert t0[t0.efficiency < 1].z.max() < 4.0  # background only: nothing beyond the method's known systematics

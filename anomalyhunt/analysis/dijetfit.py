@@ -14,6 +14,11 @@ Each bin's expectation is the integral of f over the bin (Gauss-Legendre, 5 node
 Signal yield: unconstrained by default (it may go negative), so that the signed significance
 Z = sign(s) sqrt(2 dNLL) of background-only pseudo-data is ~N(0, 1) and the likelihood stays regular at s = 0;
 ``signal_positive=True`` bounds it at 0 instead (then Z >= 0 and half the background-only fits sit at s = 0).
+
+Selection efficiency in the signal region: after a cut calibrated on a finite reference sample, the SR background
+efficiency is known only to some relative precision. An :class:`EfficiencyNuisance` multiplies the background of
+the SR bins by (1 + kappa), kappa constrained by a Gaussian of that width and profiled in every fit, so that the
+significance accounts for the calibration instead of reading its noise as signal.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from iminuit import Minuit
-from iminuit.cost import ExtendedBinnedNLL
+from iminuit.cost import ExtendedBinnedNLL, NormalConstraint
 from scipy import special, stats
 
 from ..errors import InputError
@@ -99,6 +104,23 @@ def signal_counts(edges: np.ndarray, signal: float, mean: float, width: float) -
     return signal * np.diff(special.ndtr((np.asarray(edges, float) - mean) / width))
 
 
+@dataclass(frozen=True)
+class EfficiencyNuisance:
+    """Relative uncertainty ``rel_error`` of the background efficiency in the bins whose centre lies in (lo, hi) GeV."""
+
+    lo: float
+    hi: float
+    rel_error: float
+
+    def bins(self, edges: np.ndarray) -> np.ndarray:
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        return (mid > self.lo) & (mid < self.hi)
+
+
+def _active(nuisance: EfficiencyNuisance | None) -> bool:
+    return nuisance is not None and nuisance.rel_error > 0
+
+
 @dataclass
 class DijetFit:
     """Result of a background-only or signal-plus-background dijet fit (masses in GeV)."""
@@ -114,6 +136,7 @@ class DijetFit:
     n_params: int
     sqrt_s: float = SQRT_S_GEV
     width: float | None = None  # Gaussian width used (GeV), None for background-only
+    nuisance: EfficiencyNuisance | None = None  # SR efficiency uncertainty profiled in this fit (kappa in values)
     minuit: Minuit | None = field(default=None, repr=False)
 
     @property
@@ -138,8 +161,12 @@ class DijetFit:
         return signal_counts(self.edges, self.values["signal"], self.values["mean"], self.width)
 
     def expected(self) -> np.ndarray:
-        """Fitted total (background + signal) per bin, floored at a tiny positive value like in the fit."""
-        return np.maximum(self.background() + self.signal(), _MIN_MU)
+        """Fitted total (background, times 1 + kappa in the SR bins of a nuisance, + signal) per bin, floored at a
+        tiny positive value like in the fit."""
+        bkg = self.background()
+        if "kappa" in self.values:
+            bkg = np.where(self.nuisance.bins(self.edges), bkg * (1.0 + self.values["kappa"]), bkg)
+        return np.maximum(bkg + self.signal(), _MIN_MU)
 
     @property
     def p0(self) -> float:
@@ -181,8 +208,10 @@ def _start_values(counts: np.ndarray, edges: np.ndarray, mask: np.ndarray, n_par
     return p
 
 
-def _make_model(edges: np.ndarray, sqrt_s: float, n_params: int, width: float | None, with_signal: bool):
-    """Scaled cdf for ``ExtendedBinnedNLL``: cumulative expected counts at the edges it is given."""
+def _make_model(edges: np.ndarray, sqrt_s: float, n_params: int, width: float | None, with_signal: bool,
+                scaled: np.ndarray | None = None):
+    """Scaled cdf for ``ExtendedBinnedNLL``: cumulative expected counts at the edges it is given. ``scaled``: bins
+    whose background is multiplied by (1 + kappa), kappa being the parameter after the background's."""
 
     # The cost always evaluates at the same edges: precompute the logs at the quadrature nodes once.
     half = 0.5 * np.diff(edges)
@@ -200,8 +229,12 @@ def _make_model(edges: np.ndarray, sqrt_s: float, n_params: int, width: float | 
         else:
             integ, _ = _bin_integrals_log(xe, p1, p2, p3, sqrt_s)
         mu = norm * integ / integ.sum()
+        i = n_params
+        if scaled is not None:
+            mu = np.where(scaled, mu * (1.0 + par[i]), mu)
+            i += 1
         if with_signal:
-            mu = mu + signal_counts(xe, par[n_params], par[n_params + 1], width)
+            mu = mu + signal_counts(xe, par[i], par[i + 1], width)
         return np.maximum(mu, _MIN_MU)
 
     def cdf(xe: np.ndarray, *par: float) -> np.ndarray:
@@ -210,12 +243,28 @@ def _make_model(edges: np.ndarray, sqrt_s: float, n_params: int, width: float | 
     return cdf
 
 
-def _param_names(n_params: int, with_signal: bool) -> list[str]:
-    names = ["norm", "p1", "p2", "p3"][:n_params]
+def _param_names(n_params: int, with_signal: bool, nuisance: bool = False) -> list[str]:
+    names = ["norm", "p1", "p2", "p3"][:n_params] + (["kappa"] if nuisance else [])
     return names + (["signal", "mean"] if with_signal else [])
 
 
-def _minimise(cost: ExtendedBinnedNLL, names: list[str], starts: list[np.ndarray], limits: dict[str, tuple],
+def _limits(names: list[str]) -> dict[str, tuple]:
+    return {"norm": (0, None)} | ({"kappa": (-0.9, None)} if "kappa" in names else {})
+
+
+def _cost(counts: np.ndarray, e: np.ndarray, mask: np.ndarray, sqrt_s: float, n_params: int, width: float | None,
+          with_signal: bool, nuisance: EfficiencyNuisance | None):
+    """Binned Poisson likelihood, plus the Gaussian constraint of the SR efficiency when there is one."""
+    on = _active(nuisance)
+    names = _param_names(n_params, with_signal, on)
+    model = _make_model(e, sqrt_s, n_params, width, with_signal, nuisance.bins(e) if on else None)
+    nll = ExtendedBinnedNLL(counts, e, model, name=names)
+    nll.mask = mask
+    cost = nll + NormalConstraint("kappa", 0.0, nuisance.rel_error) if on else nll
+    return cost, names
+
+
+def _minimise(cost: Any, names: list[str], starts: list[np.ndarray], limits: dict[str, tuple],
               fixed: Sequence[str], retries: int, rng: np.random.Generator) -> Minuit | None:
     """Migrad from each start, then from jittered copies of the best, keeping the lowest valid minimum."""
     best: Minuit | None = None
@@ -246,7 +295,7 @@ def _minimise(cost: ExtendedBinnedNLL, names: list[str], starts: list[np.ndarray
         base = np.asarray(best.values if best is not None else starts[0], float)
         jitter = base * (1 + 0.2 * rng.standard_normal(len(base)))
         for i, n in enumerate(names):  # never jitter fixed or bounded location parameters out of their range
-            if n in fixed or n == "mean":
+            if n in fixed or n in ("mean", "kappa"):
                 jitter[i] = base[i]
         jitter[0] = abs(jitter[0])
         attempt(jitter)
@@ -254,15 +303,16 @@ def _minimise(cost: ExtendedBinnedNLL, names: list[str], starts: list[np.ndarray
     return best
 
 
-def _result(m: Minuit, cost: ExtendedBinnedNLL, counts, edges, mask, n_params, sqrt_s, width) -> DijetFit:
+def _result(m: Minuit, counts, edges, mask, n_params, sqrt_s, width, nuisance=None) -> DijetFit:
     values = {k: float(m.values[k]) for k in m.parameters}
     errors = {k: float(m.errors[k]) for k in m.parameters}
     values.setdefault("p3", 0.0)
     errors.setdefault("p3", 0.0)
     nfree = sum(not m.fixed[k] for k in m.parameters)
+    constraints = int("kappa" in values)  # the constraint term counts as one measurement
     return DijetFit(edges=edges, counts=counts, mask=mask.copy(), values=values, errors=errors, deviance=float(m.fval),
-                    ndf=int(mask.sum()) - nfree, valid=bool(m.valid), n_params=n_params, sqrt_s=sqrt_s, width=width,
-                    minuit=m)
+                    ndf=int(mask.sum()) + constraints - nfree, valid=bool(m.valid), n_params=n_params, sqrt_s=sqrt_s, width=width,
+                    nuisance=nuisance if "kappa" in values else None, minuit=m)
 
 
 def _prepare(data, edges, unit, fit_range, signal_region, n_params):
@@ -297,10 +347,12 @@ def fit_background(
     signal_region: tuple[float, float] | None = None,
     n_params: int = 4,
     sqrt_s: float = SQRT_S_GEV,
+    nuisance: EfficiencyNuisance | None = None,
     retries: int = 4,
     seed: int = 0,
 ) -> DijetFit:
     """Background-only dijet fit; bins whose centre lies inside ``signal_region`` are masked (sideband fit).
+    ``nuisance``: the SR efficiency uncertainty to profile (see the module docstring).
 
     ``data``: a 1D ``hist.Hist``, a ``(counts, edges)`` pair or an mjj array with ``edges``; ``unit`` applies to the
     histogram axis / edges / array and to ``fit_range`` and ``signal_region``.
@@ -309,15 +361,14 @@ def fit_background(
     shape = _start_values(counts, e, mask, n_params, sqrt_s)
     frac = background_counts(e, 1.0, *shape, sqrt_s)[mask].sum()
     start = np.r_[counts[mask].sum() / max(frac, 1e-12), shape[: n_params - 1]]
-    names = _param_names(n_params, False)
-    cost = ExtendedBinnedNLL(counts, e, _make_model(e, sqrt_s, n_params, None, False))
-    cost.mask = mask
+    cost, names = _cost(counts, e, mask, sqrt_s, n_params, None, False, nuisance)
     # Second start: a generic falling QCD shape, in case the log-linear start sits in a bad valley.
     generic = np.r_[start[0], np.array([10.0, 5.0, 0.0])[: n_params - 1]]
-    m = _minimise(cost, names, [start, generic], {"norm": (0, None)}, (), retries, np.random.default_rng(seed))
+    starts = [start, generic] if "kappa" not in names else [np.r_[start, 0.0], np.r_[generic, 0.0]]
+    m = _minimise(cost, names, starts, _limits(names), (), retries, np.random.default_rng(seed))
     if m is None:
         raise InputError("dijet fit", "background fit failed from every start")
-    return _result(m, cost, counts, e, mask, n_params, sqrt_s, None)
+    return _result(m, counts, e, mask, n_params, sqrt_s, None, nuisance)
 
 
 def fit_signal_plus_background(
@@ -333,11 +384,12 @@ def fit_signal_plus_background(
     n_params: int = 4,
     signal_positive: bool = False,
     background: DijetFit | None = None,
+    nuisance: EfficiencyNuisance | None = None,
     sqrt_s: float = SQRT_S_GEV,
     retries: int = 4,
     seed: int = 0,
 ) -> DijetFit:
-    """Background + Gaussian signal over all bins (nothing masked).
+    """Background + Gaussian signal over all bins (nothing masked); ``nuisance`` as in :func:`fit_background`.
 
     The Gaussian mean is fixed at ``mean`` unless ``mean_range`` (e.g. the signal region) is given, in which case it
     floats inside it starting from ``mean``. Width: ``width`` (GeV) or ``rel_width * mean``. ``background``: a
@@ -355,10 +407,10 @@ def fit_signal_plus_background(
     bkg = background.background()
     core = np.abs(0.5 * (e[1:] + e[:-1]) - mean_gev) < 1.5 * sigma
     excess = float(np.sum(counts[core] - bkg[core]) / 0.87)
-    names = _param_names(n_params, True)
-    base = [v["norm"], v["p1"], v["p2"], v["p3"]][:n_params]
+    cost, names = _cost(counts, e, mask, sqrt_s, n_params, sigma, True, nuisance)
+    base = [v["norm"], v["p1"], v["p2"], v["p3"]][:n_params] + ([v.get("kappa", 0.0)] if "kappa" in names else [])
     starts = [np.r_[base, 0.0, mean_gev], np.r_[base, excess, mean_gev]]
-    limits: dict[str, tuple] = {"norm": (0, None)}
+    limits = _limits(names)
     if signal_positive:
         limits["signal"] = (0, None)
         starts = [np.r_[base, max(excess, 1.0), mean_gev], np.r_[base, 1.0, mean_gev]]
@@ -369,8 +421,7 @@ def fit_signal_plus_background(
             raise InputError("signal fit", f"start mean {mean_gev} GeV outside mean_range [{lo}, {hi}] GeV")
         limits["mean"] = (lo, hi)
         fixed = ()
-    cost = ExtendedBinnedNLL(counts, e, _make_model(e, sqrt_s, n_params, sigma, True))
     m = _minimise(cost, names, starts, limits, fixed, retries, np.random.default_rng(seed))
     if m is None:
         raise InputError("signal fit", "signal-plus-background fit failed from every start")
-    return _result(m, cost, counts, e, mask, n_params, sqrt_s, sigma)
+    return _result(m, counts, e, mask, n_params, sqrt_s, sigma, nuisance)
