@@ -435,23 +435,38 @@ def scan(
 
 @dataclass
 class GlobalSignificance:
-    """Global significance of the largest local Z, from toys; ``method`` says which kind of toys."""
+    """Global significance of the largest local Z, from toys; ``method`` says which kind of toys.
+
+    ``p_value`` counts toys at or above the observation, so it cannot go below 1 / (n_toys + 1). ``p_extrapolated``
+    reaches further: the toys' median max Z fixes an effective number of independent trials ``n_eff`` (Sidak:
+    1 - (1 - p_local(median))^n_eff = 1/2), and the observation's local p-value is scaled up with it.
+    """
 
     observed_max_z: float
     toy_max_z: np.ndarray
     p_value: float  # (k + 1) / (n + 1): k toys at or above the observation (never exactly 0)
     z: float
     method: str
+    n_eff: float = float("nan")
+    p_extrapolated: float = float("nan")
 
     @property
     def n_toys(self) -> int:
         return len(self.toy_max_z)
 
+    @property
+    def z_extrapolated(self) -> float:
+        return float(stats.norm.isf(self.p_extrapolated))
 
-def _global(observed: float, toy_max: np.ndarray, method: str) -> GlobalSignificance:
+
+def global_from_toys(observed: float, toy_max: np.ndarray, method: str) -> GlobalSignificance:
+    """The global significance of ``observed`` (largest local Z) given the largest local Z of each toy."""
     k = int(np.sum(toy_max >= observed))
     p = (k + 1) / (len(toy_max) + 1)
-    return GlobalSignificance(observed, toy_max, p, float(stats.norm.isf(p)), method)
+    p_median = float(stats.norm.sf(np.median(toy_max)))
+    n_eff = float(np.log(0.5) / np.log1p(-p_median)) if 0 < p_median < 0.5 else 1.0
+    p_extra = float(-np.expm1(n_eff * np.log1p(-stats.norm.sf(observed))))
+    return GlobalSignificance(observed, toy_max, p, float(stats.norm.isf(p)), method, n_eff, p_extra)
 
 
 def _level_order(result: ScanResult) -> list[Any]:
@@ -491,7 +506,7 @@ def global_significance_fit_toys(
         rows, _ = _scan_counts(draw_fit_toys(result, rng, nested), result.edges, result.config["centres"],
                                result.config, seed)
         toy_max[i] = max(r["z"] for r in rows)
-    return _global(result.max_z, toy_max, "fit-only toys")
+    return global_from_toys(result.max_z, toy_max, "fit-only toys")
 
 
 def full_pipeline_toys(
@@ -508,18 +523,21 @@ def full_pipeline_toys(
     progress: bool = False,
 ) -> GlobalSignificance:
     """Hook for **full-pipeline toys**: ``make_toy(toy_seed)`` reruns the whole pipeline (new background-only
-    pseudo-data, classifiers retrained) and returns either a :class:`ScanResult` (its own per-window scan), a
-    mapping cut label -> mjj histogram, or ``(scores, mjj)``, which is cut with :func:`efficiency_cuts` and scanned
-    here. The max local Z of each toy calibrates ``observed_max_z``."""
+    pseudo-data, classifiers retrained) and returns either its max local Z (a float, e.g. from a
+    sliding-window hunt: ``anomalyhunt bench toys``), a :class:`ScanResult` (its own scan), a mapping cut label ->
+    mjj histogram, or ``(scores, mjj)``, which is cut with :func:`efficiency_cuts` and scanned here. The max local Z of each toy calibrates ``observed_max_z``."""
     toy_max = np.empty(n_toys)
     for i in tqdm(range(n_toys), desc="full-pipeline toys", disable=not progress):
         out = make_toy(seed + i)
+        if isinstance(out, (float, int, np.floating)):
+            toy_max[i] = float(out)
+            continue
         if isinstance(out, tuple) and len(out) == 2 and np.ndim(out[0]) == 1 and len(out[0]) == len(out[1]) > 2:
             out = efficiency_cuts(out[0], out[1], efficiencies, edges=edges, **dict(cut_options or {}))
         if not isinstance(out, ScanResult):
             out = scan(out, centres, seed=seed, **dict(scan_options or {}))
         toy_max[i] = out.max_z
-    return _global(observed_max_z, toy_max, "full-pipeline toys")
+    return global_from_toys(observed_max_z, toy_max, "full-pipeline toys")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -119,9 +119,11 @@ def plot_bump_hunt(
         positive = counts[counts > 0]
         low = 0.5 * float(positive.min()) if len(positive) else 0.5
         high = max(float(counts.max()), float(bkg.max()), 1.0)
-        ax.set_ylim(low, high * (high / low) ** 0.6)  # headroom in log space for the legend and the label
+        ax.set_ylim(low, high * (high / low) ** 1.1)  # headroom in log space for the legend and the label
         ax.set_ylabel(f"Events / {np.median(np.diff(fit.edges)):.0f} GeV")
-        ax.legend(title=title, loc="upper right", fontsize="small")
+        # one clause per line: a long one-line legend title runs into the axis label
+        ax.legend(title=None if title is None else title.replace(", ", "\n"), loc="upper right",
+                  fontsize="x-small", title_fontsize="x-small", alignment="right")
         experiment_label(ax, style)
         rax.bar(0.5 * (edges_tev[1:] + edges_tev[:-1]), pulls, width=np.diff(edges_tev), color="tab:blue", alpha=0.7)
         rax.axhline(0, color="k", lw=1)

@@ -20,7 +20,16 @@ import pandas as pd
 
 from . import metrics
 from ..errors import ConfigError
-from .bumphunt import DEFAULT_EDGES, BumpHunt, bump_hunt, efficiency_cuts, mjj_hist
+from .bumphunt import (
+    DEFAULT_EDGES,
+    BumpHunt,
+    GlobalSignificance,
+    global_from_toys,
+    bump_hunt,
+    efficiency_cuts,
+    local_significance,
+    mjj_hist,
+)
 from .cwola import fold_assignment, make_classifier
 from .regions import Regions
 from .templates import fit_generator, make_generator, sample_template, shares_training
@@ -156,6 +165,32 @@ def apply_cuts(
     res.hunts = {eff: bump_hunt(h, (lo, hi), efficiency_error=res.efficiency_errors[eff], seed=seed)
                  for eff, h in res.hists.items()}  # fmt: skip
     return res
+
+
+def hunt_fit_toys(results: Sequence[WindowResult], n_toys: int = 30, *, seed: int = 0,
+                  progress: bool = False) -> GlobalSignificance:
+    """Global significance of the largest local Z over the windows and cut levels of one method's ``results``, from
+    **fit-only toys**: each (window, cut) spectrum is replaced by a Poisson draw of its background-only fit and the
+    SR test is redone (SR efficiency nuisance included); classifiers are not retrained (``anomalyhunt bench toys``
+    does that). Overlapping windows and nested cuts are drawn independently, i.e. counted as independent trials,
+    which overstates the look-elsewhere effect a little: the global significance is conservative."""
+    from tqdm.auto import tqdm
+
+    hunts = [h for r in results for eff, h in r.hunts.items() if eff < 1.0]
+    if not hunts:
+        raise ConfigError("fit-only toys need at least one window with a cut level below 1")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7075]))
+    toy_max = np.empty(n_toys)
+    for i in tqdm(range(n_toys), desc="fit-only toys", unit="toy", disable=not progress):
+        z = []
+        for h in hunts:
+            null = h.local.background_fit
+            lo, hi = h.signal_region
+            toy = (rng.poisson(null.expected()).astype(float), null.edges)
+            z.append(local_significance(toy, 0.5 * (lo + hi), mean_range=(lo, hi), nuisance=null.nuisance,
+                                        seed=seed).z)  # fmt: skip
+        toy_max[i] = max(z)
+    return global_from_toys(max(h.local.z for h in hunts), toy_max, "fit-only toys")
 
 
 def hunt_windows(
