@@ -165,7 +165,7 @@ def hunt_report(
     plots = make_plots(out / "plots", hunt, results, sample, style)
     timings["total"] = time.perf_counter() - start
     write_report(out, summary, hunt, plots, sample, n_signal, s_sr, b_sr, timings)
-    print_table(console, summary)
+    print_table(summary)
     console.print(f"report: {out / 'report.md'}  ({timings['total']:.0f} s in all)")
     (out / "summary.json").write_text(json.dumps({"summary": summary.to_dict(orient="records"), "timings": timings},
                                                  indent=2, default=float))  # fmt: skip
@@ -262,7 +262,11 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
 
 
-def print_table(console: Console, summary: pd.DataFrame) -> None:
+def print_table(summary: pd.DataFrame) -> None:
+    """The summary as a rich table, wide enough not to wrap in a log file."""
+    from .commands.search import console_for_tables
+
+    console = console_for_tables()
     t = Table(title="anomalyhunt demo: best window per method")
     for col in ("method", "window [TeV]", "bkg eff.", "local Z (cut)", "global Z", "Z before cut", "max SIC",
                 "train s", "template s"):  # fmt: skip

@@ -170,8 +170,8 @@ def apply_cuts(
 def hunt_fit_toys(results: Sequence[WindowResult], n_toys: int = 30, *, seed: int = 0,
                   progress: bool = False) -> GlobalSignificance:
     """Global significance of the largest local Z over the windows and cut levels of one method's ``results``, from
-    **fit-only toys**: each (window, cut) spectrum is replaced by a Poisson draw of its background-only fit and the
-    SR test is redone (SR efficiency nuisance included); classifiers are not retrained (``anomalyhunt bench toys``
+    **fit-only toys**: each (window, cut) spectrum is replaced by a Poisson draw of its background-only dijet fit
+    (the SR scaled by an efficiency error drawn from the calibration's constraint) and the SR test is redone; classifiers are not retrained (``anomalyhunt bench toys``
     does that). Overlapping windows and nested cuts are drawn independently, i.e. counted as independent trials,
     which overstates the look-elsewhere effect a little: the global significance is conservative."""
     from tqdm.auto import tqdm
@@ -186,7 +186,11 @@ def hunt_fit_toys(results: Sequence[WindowResult], n_toys: int = 30, *, seed: in
         for h in hunts:
             null = h.local.background_fit
             lo, hi = h.signal_region
-            toy = (rng.poisson(null.expected()).astype(float), null.edges)
+            mu = null.background()
+            if null.nuisance is not None:  # the calibration's error drawn from its constraint, not its fitted pull
+                sr = null.nuisance.bins(null.edges)
+                mu = np.where(sr, mu * max(1.0 + rng.normal(0.0, null.nuisance.rel_error), 0.0), mu)
+            toy = (rng.poisson(mu).astype(float), null.edges)
             z.append(local_significance(toy, 0.5 * (lo + hi), mean_range=(lo, hi), nuisance=null.nuisance,
                                         seed=seed).z)  # fmt: skip
         toy_max[i] = max(z)
