@@ -525,7 +525,8 @@ def full_pipeline_toys(
     """Hook for **full-pipeline toys**: ``make_toy(toy_seed)`` reruns the whole pipeline (new background-only
     pseudo-data, classifiers retrained) and returns either its max local Z (a float, e.g. from a
     sliding-window hunt: ``anomalyhunt bench toys``), a :class:`ScanResult` (its own scan), a mapping cut label ->
-    mjj histogram, or ``(scores, mjj)``, which is cut with :func:`efficiency_cuts` and scanned here. The max local Z of each toy calibrates ``observed_max_z``."""
+    mjj histogram, or ``(scores, mjj)``, which is cut with :func:`efficiency_cuts` and scanned here. The max local Z
+    of each toy calibrates ``observed_max_z``."""
     toy_max = np.empty(n_toys)
     for i in tqdm(range(n_toys), desc="full-pipeline toys", disable=not progress):
         out = make_toy(seed + i)

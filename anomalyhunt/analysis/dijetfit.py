@@ -311,8 +311,8 @@ def _result(m: Minuit, counts, edges, mask, n_params, sqrt_s, width, nuisance=No
     nfree = sum(not m.fixed[k] for k in m.parameters)
     constraints = int("kappa" in values)  # the constraint term counts as one measurement
     return DijetFit(edges=edges, counts=counts, mask=mask.copy(), values=values, errors=errors, deviance=float(m.fval),
-                    ndf=int(mask.sum()) + constraints - nfree, valid=bool(m.valid), n_params=n_params, sqrt_s=sqrt_s, width=width,
-                    nuisance=nuisance if "kappa" in values else None, minuit=m)
+                    ndf=int(mask.sum()) + constraints - nfree, valid=bool(m.valid), n_params=n_params, sqrt_s=sqrt_s,
+                    width=width, nuisance=nuisance if "kappa" in values else None, minuit=m)
 
 
 def _prepare(data, edges, unit, fit_range, signal_region, n_params):
