@@ -72,11 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 QUICK = {"background_events": 100_000, "n_seeds": 2, "significance": 4.0, "folds": 3,
          "classifier_config": {"n_ensemble": 3}}
 QUICK_GENERATORS = {"epochs": 15, "patience": None, "lr": 3e-3, "scheduler": "cosine"}
-#: ``--quick`` sampling settings per generator. A SIGMA template costs n_steps (x 2 for midpoint, x 2 again for
-#: velocity interpolation) network passes per event, as much as several of its 15 training epochs at 20 steps.
-#: Measured on 100k LHCO-like background (15 epochs, SR 3.3-3.7 TeV, 27.5k template events, seed 0): template AUC
-#: 0.573 with 20 midpoint steps (11 s), 0.574 with 8 (3.2 s), 0.570 with 4 (1.1 s), but 0.640 with 8 Euler steps.
-QUICK_SAMPLING = {"sigma": {"n_steps": 4, "solver": "midpoint"}}
 #: Methods whose template is retrained for every SR: the references SIGMA's cost per further SR is compared to.
 RETRAINING_REFERENCES = ("sigma-cr", "cathode")
 
@@ -86,8 +81,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
 
     add_search_arguments(p)
     p.add_argument("--quick", action="store_true",
-                   help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs, SIGMA "
-                        "sampled with 4 midpoint steps")
+                   help="100k background, 2 seeds, S/sqrt(B) = 4, 3 folds, 3 trees, 15 generator epochs")
     p.add_argument("--extra-srs", type=int, metavar="N",
                    help="further SRs (the first SR shifted by -/+ half its width, then a whole width, ...) run by "
                         "every template method with the first seed, to measure the cost of each additional SR "
@@ -141,8 +135,7 @@ def _quick_generator(name: str) -> dict[str, Any]:
     from ..models.base import GENERATORS
 
     known = getattr(GENERATORS.get(name), "DEFAULTS", {}) or {}
-    quick = {**QUICK_GENERATORS, **QUICK_SAMPLING.get(name, {})}
-    return {k: v for k, v in quick.items() if not known or k in known}
+    return {k: v for k, v in QUICK_GENERATORS.items() if not known or k in known}
 
 
 def _median(values: Any) -> float | None:
