@@ -1,4 +1,5 @@
-"""``anomalyhunt generate``: Pythia 8 QCD dijets or W' -> X(qq) Y(qq) signal in the LHCO R&D particle layout."""
+"""``anomalyhunt generate``: Pythia 8 QCD dijets, W' -> X(qq) Y(qq) or semi-visible-jet signals in the LHCO R&D
+particle layout."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` sub-command."""
     p = subparsers.add_parser(
         "generate",
-        help="generate QCD or W' signal events with Pythia 8 (LHCO R&D layout)",
+        help="generate QCD, W' or semi-visible-jet signal events with Pythia 8 (LHCO R&D layout)",
         description="Generate triggered 13 TeV events with Pythia 8 and write them in the LHC Olympics R&D particle "
         "layout (700 particles x pT, eta, phi + label). Output depends only on the seed and parameters, not on "
         "--workers.",
     )
-    p.add_argument("--process", choices=PROCESSES, required=True, help="qcd (dijets) or signal (W' -> X(qq) Y(qq))")
+    p.add_argument("--process", choices=PROCESSES, required=True, help="qcd (dijets), signal (W' -> X(qq) Y(qq)) or svj "
+                   "(Hidden Valley Z' -> dark quarks -> semi-visible jets)")
     p.add_argument("--events", type=int, required=True, help="number of accepted (triggered) events")
     p.add_argument("--seed", type=int, required=True, help="random seed (>= 0)")
     p.add_argument("--out", required=True, help="output HDF5 file (the run config is written beside it)")
@@ -27,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mwprime", type=float, default=_DEFAULTS["m_wprime"], help="W' mass in GeV (signal)")
     p.add_argument("--mx", type=float, default=_DEFAULTS["m_x"], help="X mass in GeV (signal; X -> qq)")
     p.add_argument("--my", type=float, default=_DEFAULTS["m_y"], help="Y mass in GeV (signal; Y -> qq)")
+    p.add_argument("--mzprime", type=float, default=_DEFAULTS["m_zprime"], help="Z' mass in GeV (svj)")
+    p.add_argument("--rinv", type=float, default=_DEFAULTS["r_inv"],
+                   help="invisible fraction of dark-meson decays (svj)")
+    p.add_argument("--mdark", type=float, default=_DEFAULTS["m_dark"], help="dark meson mass in GeV (svj)")
     p.add_argument("--pthat-min", type=float, default=_DEFAULTS["pthat_min"], help="PhaseSpace:pTHatMin in GeV (qcd)")
     p.add_argument("--trigger-pt", type=float, default=_DEFAULTS["trigger_pt"], help="leading-jet pT trigger in GeV")
     p.add_argument("--jet-radius", type=float, default=_DEFAULTS["jet_radius"], help="anti-kT radius of trigger jets")
@@ -41,20 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``generate`` with the parsed arguments."""
-    from ..generation.pythia import generate
+    from ..generation.pythia import CLI_FLAGS, generate
 
+    params = {name: getattr(args, flag.replace("-", "_")) for name, flag in CLI_FLAGS.items()}
     out = generate(
         args.process,
         args.events,
         args.seed,
         args.out,
-        m_wprime=args.mwprime,
-        m_x=args.mx,
-        m_y=args.my,
-        pthat_min=args.pthat_min,
-        trigger_pt=args.trigger_pt,
-        jet_radius=args.jet_radius,
-        eta_max=args.eta_max,
+        **params,
         workers=args.workers,
         nanoaod=args.nanoaod,
         progress=not args.no_progress,

@@ -11,8 +11,14 @@ from typing import Any
 
 from ..errors import ConfigError
 
-PROCESSES = ("qcd", "signal")
-LABELS = {"qcd": 0, "signal": 1}
+PROCESSES = ("qcd", "signal", "svj")
+LABELS = {"qcd": 0, "signal": 1, "svj": 1}
+#: Which parameters change the events of which process (the rest are dropped from cache keys and records).
+PROCESS_PARAMETERS = {
+    "qcd": ("pthat_min",),
+    "signal": ("m_wprime", "m_x", "m_y"),
+    "svj": ("m_zprime", "r_inv", "m_dark"),
+}
 SQRT_S_GEV = 13000.0
 # Accepted events per independently seeded Pythia run; part of what defines a sample (it changes the events).
 DEFAULT_BLOCK_SIZE = 50
@@ -21,6 +27,12 @@ MAX_PYTHIA_SEED = 900_000_000
 # Z -> d u s c b and W -> d u s c (as the R&D benchmark: hadronic X and Y).
 X_DECAY_QUARKS = "1 2 3 4 5"
 Y_DECAY_QUARKS = "1 2 3 4"
+# Hidden Valley: the dark pseudoscalar and vector mesons of a one-flavour dark sector, the stable dark-matter
+# fermion their invisible decays go to (Pythia's 52, not visible) and the quark of their visible decays (with
+# meMode 91 the d dbar pair hadronises as a string).
+DARK_MESONS = (4900111, 4900113)
+DM_FERMION = 52
+VISIBLE_QUARK = 1
 
 
 def _fmt(x: float) -> str:
@@ -29,13 +41,23 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Physics parameters of a QCD dijet or W' -> X(qq) Y(qq) sample (GeV); validated on construction."""
+    """Physics parameters of a QCD dijet, W' -> X(qq) Y(qq) or semi-visible-jet sample (GeV); validated on
+    construction.
+
+    ``svj``: a Z' (Pythia's Hidden Valley Z_v, mass ``m_zprime``) decays to a dark quark pair, which showers and
+    hadronises in a dark SU(3) with one flavour (confinement scale m_dark / 2); every dark meson (mass ``m_dark``)
+    decays invisibly, to a pair of dark-matter fermions, with probability ``r_inv``, and otherwise to d dbar, which
+    hadronises into visible particles: jets with an invisible share of about ``r_inv``, as in the DarkCLR benchmark.
+    """
 
     process: str
     m_wprime: float = 3500.0
     m_x: float = 500.0
     m_y: float = 100.0
     pthat_min: float = 1100.0
+    m_zprime: float = 3500.0
+    r_inv: float = 0.75
+    m_dark: float = 20.0
     trigger_pt: float = 1200.0
     jet_radius: float = 1.0
     eta_max: float = 4.0
@@ -43,7 +65,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.process not in PROCESSES:
             raise ConfigError(f"generate: process must be one of {PROCESSES}, got {self.process!r}")
-        for name in ("m_wprime", "m_x", "m_y", "pthat_min", "trigger_pt", "jet_radius", "eta_max"):
+        for name in ("m_wprime", "m_x", "m_y", "pthat_min", "m_zprime", "r_inv", "m_dark", "trigger_pt", "jet_radius",
+                     "eta_max"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"generate: {name} must be a finite number, got {value!r}")
@@ -67,6 +90,16 @@ class GenerationConfig:
                 )
             if self.m_wprime >= SQRT_S_GEV:
                 raise ConfigError(f"generate: m_wprime must be below sqrt(s) = {SQRT_S_GEV:g} GeV, got {self.m_wprime}")
+        if self.process == "svj":
+            if not 0.0 <= self.r_inv <= 1.0:
+                raise ConfigError(f"generate: r_inv must be in [0, 1], got {self.r_inv}")
+            if not 1.0 <= self.m_dark <= 500.0:
+                raise ConfigError(f"generate: m_dark must be in [1, 500] GeV, got {self.m_dark}")
+            if not 4 * self.m_dark < self.m_zprime < SQRT_S_GEV:
+                raise ConfigError(
+                    f"generate: m_zprime must lie between 4 m_dark = {4 * self.m_dark:g} GeV and sqrt(s) = "
+                    f"{SQRT_S_GEV:g} GeV, got {self.m_zprime}"
+                )
 
     @property
     def label(self) -> int:
@@ -78,11 +111,10 @@ class GenerationConfig:
         for the s-channel W'), so a cache key built from them is not split by irrelevant values."""
         params = asdict(self)
         params.pop("process")
-        if self.process == "qcd":
-            for name in ("m_wprime", "m_x", "m_y"):
-                params.pop(name)
-        else:
-            params.pop("pthat_min")
+        for process, names in PROCESS_PARAMETERS.items():
+            if process != self.process:
+                for name in names:
+                    params.pop(name)
         return params
 
     def pythia_settings(self) -> list[str]:
@@ -90,6 +122,8 @@ class GenerationConfig:
         common = [f"Beams:eCM = {_fmt(SQRT_S_GEV)}", "Print:quiet = on", "Next:numberCount = 0"]
         if self.process == "qcd":
             return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {_fmt(self.pthat_min)}"]
+        if self.process == "svj":
+            return common + self._hidden_valley()
         # X and Y are the Z (23) and W (24) re-massed. Their widths are recomputed by Pythia at init from the new
         # masses (Gamma_Z(500 GeV) ~ 14 GeV), so only the Breit-Wigner window is set, around the new pole, so
         # that the default mMin = 10 GeV never exceeds a light m0 and far tails are not sampled.
@@ -110,3 +144,35 @@ class GenerationConfig:
             "24:onMode = off",
             f"24:onIfAny = {Y_DECAY_QUARKS}",
         ]
+
+    def _hidden_valley(self) -> list[str]:
+        """Z_v -> q_v q_v~ with a dark shower and dark hadronisation; dark mesons decay invisibly with r_inv."""
+        lam = 0.5 * self.m_dark
+        lines = [
+            "HiddenValley:ffbar2Zv = on",
+            f"4900023:m0 = {_fmt(self.m_zprime)}",
+            f"4900023:mMin = {_fmt(0.5 * self.m_zprime)}",
+            f"4900023:mMax = {_fmt(1.5 * self.m_zprime)}",
+            "4900023:onMode = off",
+            "4900023:onIfAny = 4900101",
+            "HiddenValley:Ngauge = 3",
+            "HiddenValley:nFlav = 1",
+            "HiddenValley:spinFv = 0",
+            "HiddenValley:FSR = on",
+            "HiddenValley:fragment = on",
+            "HiddenValley:alphaOrder = 1",
+            f"HiddenValley:Lambda = {_fmt(lam)}",
+            f"HiddenValley:pTminFSR = {_fmt(1.1 * lam)}",
+            f"4900101:m0 = {_fmt(lam)}",
+            f"{DM_FERMION}:m0 = {_fmt(min(0.1, 0.1 * self.m_dark))}",
+        ]
+        for meson in DARK_MESONS:  # pseudoscalar and vector, one flavour: both flavour-diagonal, so both may decay
+            lines.append(f"{meson}:m0 = {_fmt(self.m_dark)}")
+            channels = [(1.0 - self.r_inv, f"91 {VISIBLE_QUARK} -{VISIBLE_QUARK}"),
+                        (self.r_inv, f"0 {DM_FERMION} -{DM_FERMION}")]  # fmt: skip
+            first = True
+            for br, products in channels:
+                if br > 0:
+                    lines.append(f"{meson}:{'oneChannel' if first else 'addChannel'} = 1 {_fmt(br)} {products}")
+                    first = False
+        return lines

@@ -48,6 +48,9 @@ CLI_FLAGS = {
     "m_x": "mx",
     "m_y": "my",
     "pthat_min": "pthat-min",
+    "m_zprime": "mzprime",
+    "r_inv": "rinv",
+    "m_dark": "mdark",
     "trigger_pt": "trigger-pt",
     "jet_radius": "jet-radius",
     "eta_max": "eta-max",
@@ -206,24 +209,21 @@ def _check_request(n_events: int, seed: int, workers: int | None, block_size: in
 
 
 def generate(
-    process: Literal["qcd", "signal"],
+    process: Literal["qcd", "signal", "svj"],
     n_events: int,
     seed: int,
     out: str | Path,
     *,
-    m_wprime: float = 3500.0,
-    m_x: float = 500.0,
-    m_y: float = 100.0,
-    pthat_min: float = 1100.0,
-    trigger_pt: float = 1200.0,
-    jet_radius: float = 1.0,
-    eta_max: float = 4.0,
     workers: int | None = None,
     nanoaod: bool = False,
     progress: bool = True,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    **params: float,
 ) -> Path:
     """Generate ``n_events`` triggered events and write them to ``out`` in the LHCO R&D particle layout.
+
+    ``params``: the physics parameters of :class:`~anomalyhunt.generation.config.GenerationConfig` (``m_wprime
+    m_x m_y pthat_min m_zprime r_inv m_dark trigger_pt jet_radius eta_max``; defaults there).
 
     With ``nanoaod`` the same particles also go to ``out`` with suffix ``.root`` (tree ``Events``, ``PFCands_*``).
     The run configuration is written beside it as ``<out stem>.config.json``. Output depends on ``seed`` and the
@@ -231,7 +231,7 @@ def generate(
     Workers are spawned processes, so a script calling this with ``workers > 1`` needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    config = GenerationConfig(process, m_wprime, m_x, m_y, pthat_min, trigger_pt, jet_radius, eta_max)
+    config = _config(process, params, "generate")
     workers = _check_request(n_events, seed, workers, block_size)
     out = Path(out)
     if out.suffix == ".root":
@@ -271,6 +271,13 @@ def generate(
     return out
 
 
+def _config(process: str, params: dict[str, float], caller: str) -> GenerationConfig:
+    unknown = sorted(set(params) - set(CLI_FLAGS))
+    if unknown:
+        raise ConfigError(f"{caller}: unknown parameters {unknown}; allowed: {sorted(CLI_FLAGS)}")
+    return GenerationConfig(process, **params)
+
+
 def cli_command(
     process: str,
     n_events: int,
@@ -293,7 +300,7 @@ def cli_command(
 
 
 def cached_sample(
-    process: Literal["qcd", "signal"],
+    process: Literal["qcd", "signal", "svj"],
     n_events: int,
     seed: int,
     *,
@@ -305,15 +312,10 @@ def cached_sample(
 ) -> Path:
     """Path of a generated sample with these parameters, generating it only if the cache does not hold it yet.
 
-    ``params`` are the physics keywords of :func:`generate` (``m_wprime m_x m_y pthat_min trigger_pt jet_radius
-    eta_max``). Files live in :func:`cache_dir`, named by a hash of the parameters, with a JSON sidecar holding
+    ``params`` are the physics keywords of :func:`generate`. Files live in :func:`cache_dir`, named by a hash of the parameters, with a JSON sidecar holding
     the parameters and the command that makes the sample; with ``nanoaod`` the ``.root`` file sits beside it.
     """
-    known = set(CLI_FLAGS)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(f"cached_sample: unknown parameters {unknown}; allowed: {sorted(known)}")
-    config = GenerationConfig(process, **params)
+    config = _config(process, params, "cached_sample")
     _check_request(n_events, seed, workers, block_size)
     key = {
         "process": process,
