@@ -111,7 +111,10 @@ class Sigma(TemplateGenerator):
         n_mass_freqs=9,
         n_time_freqs=3,
         m_range=None,
-        interpolation="velocity",
+        # "context" by default: at LHCO-like statistics (210k events, 30 epochs, SR 3.3-3.7 TeV, seed 0) its template
+        # AUC against the true SR background was 0.527 (max SIC 6.1) against 0.546-0.553 for "velocity" (5 seeds,
+        # max SIC 5.5), and it needs one network pass per ODE step instead of two (6.0 s per SR instead of 8.0 s).
+        interpolation="context",
         interp_masses=None,
         sr=None,
         mask_sr=False,
