@@ -41,7 +41,7 @@ from .constituent_data import (
     mjj_sculpting,
 )
 from .regions import Regions
-from .search import SearchConfig, _sub_seed, inject_for, plot_performance
+from .search import SearchConfig, _sub_seed, inject_for, plot_performance, result_header
 
 __all__ = [
     "ConstituentSearchConfig",
@@ -219,15 +219,7 @@ def run_constituent_search(
     _check_scores(result, data, test, cfg.method)
 
     sr = regions.sr_mask(data.mjj)
-    res: dict[str, Any] = {
-        "method": cfg.method,
-        "sr": list(cfg.sr),
-        "seed": cfg.seed,
-        "injection": cfg.injection,
-        "classifier": cfg.method,
-    }
-    res.update(sample.stats())
-    res["n_signal"] = res.pop("n_injected")
+    res = result_header(cfg, sample, cfg.method)
     res["n_data_sr"] = int(sr.sum())
     res["n_reference"] = result.info.get("n_sb") if cwola else None
     res.update(metrics.summarize(y, result.test_scores, cfg.min_background))

@@ -64,12 +64,12 @@ def pipeline_toys(
                          windows=windows, features=features, **hunt_options)  # fmt: skip
     fit_only = hunt_fit_toys(observed, fit_toys, seed=seed)
 
-    def make_toy(i: int) -> float:
-        toy = bkg.iloc[rows[1 + i - seed]].reset_index(drop=True)
-        return max_local_z(hunt_once(toy, sig, 0, i + 1, method=method, windows=windows, features=features,
+    def make_toy(i: int) -> float:  # toy i: subsample i + 1, seeds after the observation's
+        toy = bkg.iloc[rows[1 + i]].reset_index(drop=True)
+        return max_local_z(hunt_once(toy, sig, 0, seed + 1 + i, method=method, windows=windows, features=features,
                                      **hunt_options))  # fmt: skip
 
-    full = full_pipeline_toys(make_toy, n_toys, max_local_z(observed), seed=seed, progress=progress)
+    full = full_pipeline_toys(make_toy, n_toys, max_local_z(observed), seed=0, progress=progress)
     return {"observed": observed, "fit_only": fit_only, "full_pipeline": full}
 
 

@@ -379,15 +379,7 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         reference = template
         kf = cwola(x_sr, template, sample.x_test, **common)
 
-    res: dict[str, Any] = {
-        "method": cfg.method,
-        "sr": list(cfg.sr),
-        "seed": cfg.seed,
-        "injection": cfg.injection,
-        "classifier": cfg.classifier,
-    }
-    res.update(sample.stats())
-    res["n_signal"] = res.pop("n_injected")
+    res = result_header(cfg, sample, cfg.classifier)
     res["n_data_sr"], res["n_reference"] = int(len(x_sr)), int(len(reference))
     res.update(metrics.summarize(sample.y_test, kf.test_scores, cfg.min_background))
     res["template_auc"] = None
@@ -407,6 +399,15 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
     res["config"] = cfg.to_dict()
     if cfg.out:
         write_outputs(cfg, res, sample, sr, kf)
+    return res
+
+
+def result_header(cfg: SearchConfig, sample: InjectedSample, classifier: str) -> dict[str, Any]:
+    """The keys every ``results.json`` starts with: what ran, on which injection, and the sample's statistics."""
+    res: dict[str, Any] = {"method": cfg.method, "sr": list(cfg.sr), "seed": cfg.seed, "injection": cfg.injection,
+                           "classifier": classifier}  # fmt: skip
+    res.update(sample.stats())
+    res["n_signal"] = res.pop("n_injected")
     return res
 
 
