@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["pick_device", "ResidualMLP", "FrequencyEmbedding", "train_loop", "batched_apply", "seeded", "clone_module"]
@@ -50,6 +51,11 @@ class _Block(nn.Module):
         if context is not None:
             z = torch.cat([z, context], dim=-1)
         return h + self.lin2(self.drop(self.act2(self.lin1(z))))
+
+    def forward_term(self, h: Tensor, offset: Tensor) -> Tensor:
+        """:meth:`forward` with ``lin1``'s bias and context part given as ``offset`` (see ``ResidualMLP.forward_terms``)."""
+        z = torch.addmm(offset, self.act1(h), self.lin1.weight[:, : h.shape[-1]].contiguous().t())
+        return h + self.lin2(self.drop(self.act2(z)))
 
 
 class ResidualMLP(nn.Module):
@@ -105,6 +111,31 @@ class ResidualMLP(nn.Module):
             hidden.append(h)
         out = self.output(self.out_act(h))
         return (out, hidden) if return_hidden else out
+
+    def context_terms(self, part: Tensor, offset: int = 0, with_bias: bool = False) -> list[Tensor]:
+        """What context columns ``offset ... offset + part.shape[-1]`` add to the pre-activations of the input layer
+        and of each block's first layer (plus the layers' biases with ``with_bias``).
+
+        The context enters every layer linearly, so the terms of a sum (or mix) of contexts are the sum (mix) of their
+        terms: a caller whose context is fixed per event for many evaluations (an ODE's mass) computes them once and
+        hands the sum of all parts, bias included once, to :meth:`forward_terms`.
+        """
+        if self.context_dim == 0 or not 0 <= offset <= offset + part.shape[-1] <= self.context_dim:
+            raise ValueError(f"context columns {offset}..{offset + part.shape[-1]} outside 0..{self.context_dim}")
+        layers = [self.input] + [block.lin1 for block in self.blocks]
+        start = [layer.in_features - self.context_dim + offset for layer in layers]
+        return [F.linear(part, layer.weight[:, i : i + part.shape[-1]], layer.bias if with_bias else None)
+                for layer, i in zip(layers, start)]
+
+    def forward_terms(self, x: Tensor, offsets: Sequence[Tensor]) -> Tensor:
+        """``forward(x, context)`` given each layer's bias plus context terms (``context_terms(context,
+        with_bias=True)``, one per layer, each (n, hidden) or broadcastable)."""
+        if len(offsets) != len(self.blocks) + 1:
+            raise ValueError(f"forward_terms needs {len(self.blocks) + 1} offsets, got {len(offsets)}")
+        h = torch.addmm(offsets[0].expand(len(x), -1), x, self.input.weight[:, : self.in_dim].t())
+        for block, offset in zip(self.blocks, offsets[1:]):
+            h = block.forward_term(h, offset)
+        return self.output(self.out_act(h))
 
     def forward_mixed(self, x: Tensor, contexts: Sequence[Tensor], weights: Sequence[Tensor | float]) -> Tensor:
         """Layer-wise interpolation: every layer is evaluated once per context on the *mixed* hidden state and the
