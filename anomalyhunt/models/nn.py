@@ -53,7 +53,7 @@ class _Block(nn.Module):
         return h + self.lin2(self.drop(self.act2(self.lin1(z))))
 
     def forward_term(self, h: Tensor, offset: Tensor) -> Tensor:
-        """:meth:`forward` with ``lin1``'s bias and context part given as ``offset`` (see ``ResidualMLP.forward_terms``)."""
+        """:meth:`forward` with ``lin1``'s bias and context part given as ``offset`` (``ResidualMLP.forward_terms``)."""
         z = torch.addmm(offset, self.act1(h), self.lin1.weight[:, : h.shape[-1]].contiguous().t())
         return h + self.lin2(self.drop(self.act2(z)))
 
