@@ -535,6 +535,11 @@ def test_yaml_config_expands_to_runs(tmp_path: Path) -> None:
     args = build_parser().parse_args(["search", "--config", str(cfg), "--sr", "3.3:3.7", "--seed", "7"])
     runs = expand(merged_settings(args), tmp_path / "out")
     assert {(r.sr, r.seed) for r in runs} == {((3.3, 3.7), 7)} and len(runs) == 4
+    # --seed S --seeds N: seeds S..S+N-1 (not the single seed S).
+    args = build_parser().parse_args(["search", "--config", str(cfg), "--sr", "3.3:3.7", "--seed", "5", "--seeds", "3"])
+    assert {r.seed for r in expand(merged_settings(args), tmp_path / "out")} == {5, 6, 7}
+    with pytest.raises(ConfigError, match="at most one --seed"):
+        merged_settings(build_parser().parse_args(["search", "--seed", "1", "--seed", "2", "--seeds", "3"]))
     (tmp_path / "bad.yaml").write_text("methds: [cwola]\n")
     with pytest.raises(ConfigError, match="unknown key"):
         expand(merged_settings(build_parser().parse_args(["search", "--config", str(tmp_path / "bad.yaml")])), "o")

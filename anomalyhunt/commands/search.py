@@ -49,7 +49,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--significance", type=float, metavar="Z", help="inject to S/sqrt(B) = Z in the SR instead")
     p.add_argument("--background-events", type=int, metavar="N", help="use N background events (default all)")
     p.add_argument("--seed", action="append", type=int, metavar="S", help="seed (repeatable)")
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (with one --seed S: S..S+N-1)")
     p.add_argument("--classifier", choices=("hgb", "mlp"))
     p.add_argument("--classifier-option", action="append", metavar="KEY=VALUE", help="e.g. n_ensemble=10")
     p.add_argument("--generator-option", action="append", metavar="KEY=VALUE", help="e.g. epochs=20 (all generators)")
@@ -140,9 +140,14 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
     if getattr(args, "constituent_option", None):
         s["constituent_config"] = _merge_constituent_options(s.get("constituent_config") or {},
                                                              args.constituent_option)
-    if args.seeds is not None:
+    if args.seeds is not None and args.seed is not None:
+        if len(args.seed) != 1:
+            raise ConfigError("--seeds N goes with at most one --seed S (seeds S..S+N-1), not a list of seeds")
+        s["seeds"] = list(range(args.seed[0], args.seed[0] + args.seeds))
+        s.pop("n_seeds", None)
+    elif args.seeds is not None:
         s.pop("seeds", None)
-    if args.seed is not None:
+    elif args.seed is not None:
         s.pop("n_seeds", None)
     if args.quiet:
         s["progress"] = False
