@@ -230,16 +230,22 @@ def test_dense_autoencoder_method_is_reproducible_and_finds_the_signal(samples) 
 @pytest.mark.slow
 def test_tag_n_train_improves_on_its_autoencoder(samples) -> None:
     """600 signal events in 4,100 (14.6%, all m_jj): TNT with images, two iterations, versus its starting
-    autoencoder (both scored as "both jets in the top X%" on the same held-out events)."""
+    autoencoder (both scored as "both jets in the top X%" on the same held-out events), and versus TNT on the same
+    QCD with no signal at all, the control that separates weak supervision from what TNT gains anyway."""
     q, s = samples
-    data, test = _split(q, s, 600)
-    r = CONSTITUENT_METHODS.get("tnt").run(data, test, config={"max_train_jets": 4000, "cnn_epochs": 5}, seed=0)
+    conf = {"max_train_jets": 4000, "cnn_epochs": 5}
+    r = CONSTITUENT_METHODS.get("tnt").run(*_split(q, s, 600), config=conf, seed=0)
+    data0, test = _split(q, s, 0)
+    r0 = CONSTITUENT_METHODS.get("tnt").run(data0, test, config=conf, seed=0)
     y = test.label
-    auc_ae, auc_tnt = auc(y, r.arrays["test_ae_scores"]), auc(y, r.test_scores)
+    auc_ae, auc_tnt, auc_tnt0 = auc(y, r.arrays["test_ae_scores"]), auc(y, r.test_scores), auc(y, r0.test_scores)
     # Measured (seeds 0, 1, 2): AE 0.826 / 0.762 / 0.788, TNT 0.878 / 0.890 / 0.881; 1/eps_B at eps_S = 0.2:
-    # AE 27 / 23 / 17, TNT 79 / 167 / 115. The gain (0.05-0.13) exceeds the spread over seeds of either method.
+    # AE 27 / 23 / 17, TNT 79 / 167 / 115. With no signal in the data TNT still beats its AE (0.859 / 0.869 / 0.849
+    # vs 0.813 / 0.825 / 0.788): the classifier on the other jet learns the QCD correlation between the two jets,
+    # which also favours the W' jets. What the signal adds is TNT(600) - TNT(0) = 0.019 / 0.021 / 0.032.
     assert auc_ae > 0.7
     assert auc_tnt > 0.84 and auc_tnt > auc_ae + 0.03
+    assert auc_tnt > auc_tnt0 + 0.01
     # The tagging enriches signal: the signal-like tags of the last iteration are far purer than the data.
     assert r.info["iter1_heavy_signal_fraction_in_sig_tag"] > 2 * r.info["signal_fraction_train"]
     # Sculpting of the background m_jj by TNT's selection (top 20% of the 1,500 held-out QCD events) against the
