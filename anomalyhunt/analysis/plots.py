@@ -288,7 +288,8 @@ def plot_max_sic_vs_injection(
         ax.axhline(1.0, color="0.5", ls=":", label="No gain (SIC = 1)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(r"max SIC $\epsilon_S$ / √$\epsilon_B$")
-        ax.legend(title="median, 16-84% over seeds", loc="upper left")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # headroom for the legend
+        ax.legend(title="median, 16-84% over seeds", loc="upper left", ncols=2)
         experiment_label(ax, style)
         return _finish(fig, path, {"curves": curves})
 

@@ -294,6 +294,40 @@ def _combined_plots(results: list[dict[str, Any]], out: Path) -> None:
     for (sr, inj), curves in groups.items():
         tag = f"sr{sr[0]:g}-{sr[1]:g}_{inj.replace('/', '').replace('=', '')}"
         plot_performance(curves, out / f"performance_{tag}", results[0]["config"]["min_background"])
+    _injection_plots(results, out)
+
+
+def _injection_plots(results: list[dict[str, Any]], out: Path) -> dict[tuple, dict[str, tuple]]:
+    """Max SIC against the injected signal, one curve per method and per reference score of a method (TNT's
+    autoencoder), median and 16-84% over seeds, for every SR scanned at two or more injection levels; returns the
+    curves per SR."""
+    import pandas as pd
+
+    from ..analysis.plots import plot_max_sic_vs_injection
+
+    by_sr: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("max_sic") is not None:
+            by_sr.setdefault(tuple(r["sr"]), []).append(r)
+    drawn = {}
+    for sr, runs in by_sr.items():
+        if len({r["injection"] for r in runs}) < 2:
+            continue
+        by_events = all(r["config"].get("n_signal") is not None for r in runs)
+        key = "n_signal" if by_events else "significance"
+        rows = []
+        for r in runs:
+            x = float(r["config"][key])
+            rows.append({"method": r["method"], "x": x, "max_sic": r["max_sic"]})
+            rows += [{"method": f"{r['method']}: {name}", "x": x, "max_sic": ref["max_sic"]}
+                     for name, ref in (r.get("reference_scores") or {}).items() if ref.get("max_sic") is not None]
+        table = pd.DataFrame(rows)
+        drawn[sr] = plot_max_sic_vs_injection(
+            {m: df for m, df in table.groupby("method", sort=False)}, x="x",
+            xlabel="Injected signal events" if by_events else "Injected S / √B in the SR",
+            path=out / f"max_sic_vs_injection_sr{sr[0]:g}-{sr[1]:g}",
+        ).data["curves"]
+    return drawn
 
 
 def _fmt(s: dict[str, Any] | None, digits: int = 2) -> str:
