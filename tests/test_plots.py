@@ -185,3 +185,27 @@ def test_histio_errors(tmp_path):
     (tmp_path / "bad.root").write_bytes(b"not root")
     with pytest.raises(InputError, match="not a readable ROOT file"):
         load_hists(tmp_path / "bad.root")
+
+
+def test_search_report_draws_max_sic_against_the_injection(tmp_path):
+    """A search over several injection levels writes the max-SIC curve per method and per reference score (TNT's
+    autoencoder); an SR scanned at one level gets none."""
+    from anomalyhunt.commands.search import _injection_plots
+
+    runs = []
+    for n in (0, 100, 400):
+        for seed in (0, 1, 2):
+            ref = {"ae_scores": {"max_sic": 1.5}}
+            runs.append({"method": "tnt", "sr": [3.3, 3.7], "injection": f"n={n}", "config": {"n_signal": n},
+                         "max_sic": 1.0 + n / 100 + seed, "reference_scores": ref})  # fmt: skip
+    runs.append({"method": "tnt", "sr": [3.5, 3.9], "injection": "n=0", "config": {"n_signal": 0}, "max_sic": 2.0})
+    curves = _injection_plots(runs, tmp_path)
+    assert list(curves) == [(3.3, 3.7)]
+    x, median, lo, hi = curves[(3.3, 3.7)]["tnt"]
+    np.testing.assert_allclose(x, [0, 100, 400])
+    np.testing.assert_allclose(median, [2.0, 3.0, 6.0])  # seeds add 0, 1, 2: the median is seed 1's
+    assert (lo < median).all() and (hi > median).all()
+    np.testing.assert_allclose(curves[(3.3, 3.7)]["tnt: ae_scores"][1], 1.5)
+    assert (tmp_path / "max_sic_vs_injection_sr3.3-3.7.png").is_file()
+    assert (tmp_path / "max_sic_vs_injection_sr3.3-3.7.pdf").is_file()
+    assert not list(tmp_path.glob("*sr3.5-3.9*"))
