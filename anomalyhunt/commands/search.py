@@ -313,8 +313,10 @@ def _injection_plots(results: list[dict[str, Any]], out: Path) -> dict[tuple, di
     for sr, runs in by_sr.items():
         if len({r["injection"] for r in runs}) < 2:
             continue
-        by_events = all(r["config"].get("n_signal") is not None for r in runs)
-        key = "n_signal" if by_events else "significance"
+        key = next((k for k in ("n_signal", "significance") if all(r["config"].get(k) is not None for r in runs)), None)
+        if key is None:  # injections given both ways have no common axis
+            continue
+        by_events = key == "n_signal"
         rows = []
         for r in runs:
             x = float(r["config"][key])
