@@ -425,16 +425,15 @@ def run_constituent_searches(
             it = tqdm(cfgs, desc="constituent searches", unit="run")
         return [_jsonable(run_constituent_search(c)) for c in it]
 
-    import logging
+    from distributed import Client, as_completed
 
-    from distributed import Client, LocalCluster, as_completed
+    from ..local_cluster import local_cluster
 
     gpu = [str(c.device).startswith("cuda") for c in cfgs]
     cluster = None
     if scheduler == "local":
         n = workers or max(1, min(len(cfgs), os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, resources={"GPU": 1} if any(gpu) else None)  # fmt: skip
+        cluster = local_cluster(n, resources={"GPU": 1} if any(gpu) else None)
         client = Client(cluster)
     else:
         client = Client(scheduler)

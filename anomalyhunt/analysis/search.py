@@ -523,21 +523,14 @@ def run_tasks(
             it = tqdm(payloads, desc=desc, unit="task")
         return [fn(p) for p in it]
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
+
+    from ..local_cluster import local_cluster
 
     cluster = None
     if scheduler is None:
-        import logging
-
         n = workers or max(1, min(len(payloads), os.cpu_count() or 1))
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            resources={"GPU": 1} if any(gpu) else None,
-        )
+        cluster = local_cluster(n, resources={"GPU": 1} if any(gpu) else None)
         client = Client(cluster)
     else:
         client = Client(scheduler)

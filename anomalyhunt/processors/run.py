@@ -121,12 +121,14 @@ def make_executor(kind: str, workers: int = 1, scheduler: str | None = None, sta
     if kind == "futures":
         return processor.FuturesExecutor(workers=workers, status=status)
     if kind == "dask":
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from ..local_cluster import local_cluster
 
         if scheduler:
             client = Client(scheduler)
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = local_cluster(workers, quiet=False)
             client = Client(cluster)
         return processor.DaskExecutor(client=client, status=status)
     raise ValueError(f"unknown executor {kind!r}: use iterative, futures or dask")
