@@ -3,26 +3,60 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-__all__ = ["local_cluster"]
+__all__ = ["local_cluster", "task_threads", "use_task_threads"]
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def local_cluster(n_workers: int | None, *, resources: dict[str, float] | None = None, quiet: bool = True) -> Any:
-    """Worker processes with one thread each, no dashboard.
+    """Worker processes with one task thread each and an equal share of the cores for torch / OpenMP, no dashboard.
 
     Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which hands freed memory back to the system at once and
     fixes glibc's mmap threshold: every large temporary tensor is then mapped and page-faulted anew. SIGMA's template
     sampling ran 3x slower (2.96 s instead of 0.92 s per SR on 2 cores) and training ~1.7x slower; the workers keep
-    the allocator's defaults (Dask's one-thread settings for OpenMP / MKL / OpenBLAS stay).
+    the allocator's defaults. Dask also pins OpenMP / MKL / OpenBLAS to one thread, which leaves cores idle when
+    there are fewer workers than cores; each worker gets ``cores // n_workers`` of them instead (read back by
+    :func:`task_threads`).
     """
     import dask
     from distributed import LocalCluster
 
+    n = max(1, int(n_workers or os.cpu_count() or 1))
+    share = str(max(1, (os.cpu_count() or 1) // n))
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}  # fmt: skip
+    environ.update({k: share for k in _THREAD_VARS})
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
             silence_logs=logging.ERROR if quiet else logging.WARNING, resources=resources,
         )
+
+
+def task_threads() -> int:
+    """Threads a task in this process may use: in a Dask worker the larger of its task threads and its
+    ``OMP_NUM_THREADS`` (the core share :func:`local_cluster` gives), outside Dask one."""
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return 1
+    try:
+        return max(1, int(threads), int(os.environ.get("OMP_NUM_THREADS", 1)))
+    except ValueError:
+        return max(1, int(threads))
+
+
+def use_task_threads() -> int:
+    """Set torch's thread count to :func:`task_threads` (sklearn imported first, so that its import is not timed
+    inside the first task); returns it."""
+    import sklearn.ensemble  # noqa: F401
+    import torch
+
+    n = task_threads()
+    torch.set_num_threads(n)
+    return n

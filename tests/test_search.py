@@ -580,11 +580,19 @@ def test_bench_process_input_errors(tmp_path: Path, monkeypatch, capsys) -> None
     assert "rnd_qcd_seed1001.particles.h5" in err and "--file" in err
 
 
-def test_local_cluster_workers_keep_the_allocator_defaults() -> None:
+def test_local_cluster_workers_keep_the_allocator_defaults_and_share_the_cores() -> None:
     """Dask's ``MALLOC_TRIM_THRESHOLD_`` made every large temporary tensor a fresh mmap (SIGMA's sampling 3x slower);
-    the workers run without it and keep Dask's one-thread settings."""
+    the workers run without it. Dask's one-thread OpenMP / MKL / OpenBLAS setting left cores idle with fewer workers
+    than cores: one worker gets all of them, for torch too."""
+    import functools
+    import operator
     import os
+
+    import torch
 
     from anomalyhunt.analysis.search import run_tasks
 
-    assert run_tasks(os.getenv, ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"], workers=1) == [None, "1"]
+    cores = str(os.cpu_count() or 1)
+    names = ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
+    probes = [functools.partial(os.getenv, name) for name in names] + [torch.get_num_threads]
+    assert run_tasks(operator.call, probes, workers=1) == [None, cores, cores, cores, int(cores)]

@@ -19,8 +19,6 @@ as :func:`~.search.run_search` (so both kinds compare in one table), plus:
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +39,7 @@ from .constituent_data import (
     mjj_sculpting,
 )
 from .regions import Regions
-from .search import SearchConfig, _sub_seed, inject_for, plot_performance, result_header
+from .search import SearchConfig, _jsonable, _sub_seed, inject_for, plot_performance, result_header
 
 __all__ = [
     "ConstituentSearchConfig",
@@ -286,22 +284,6 @@ def _sculpting(data: ConstituentData, scores: np.ndarray | None, efficiency: flo
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 #: Plot labels of the methods' other scores (``test_<name>_scores``).
 _CURVE_NAMES = {"ae": "autoencoder", "norm": "norm of z"}
 
@@ -388,16 +370,7 @@ def plot_selection(
 
 
 def _run_task(config: dict[str, Any]) -> dict[str, Any]:
-    """Dask task: one constituent search with the worker's thread count for torch."""
-    try:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        threads = 1
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
+    """Dask task: one constituent search."""
     return _jsonable(run_constituent_search(config))
 
 
@@ -411,7 +384,7 @@ def run_constituent_searches(
 
     ``scheduler``: ``None`` or ``"sync"`` runs them one after another in this process: torch already trains on every
     core (or the GPU), and the runs share the loaded constituents, which a process per run would each hold in memory.
-    ``"local"`` starts a ``distributed.LocalCluster`` (``workers`` processes, one thread each); an address uses that
+    ``"local"`` starts a local cluster (:func:`~anomalyhunt.local_cluster.local_cluster`); an address uses that
     cluster. CUDA runs ask for worker resource ``{"GPU": 1}``.
     """
     cfgs = [c if isinstance(c, ConstituentSearchConfig) else ConstituentSearchConfig.from_dict(c) for c in configs]
@@ -425,31 +398,10 @@ def run_constituent_searches(
             it = tqdm(cfgs, desc="constituent searches", unit="run")
         return [_jsonable(run_constituent_search(c)) for c in it]
 
-    from distributed import Client, as_completed
+    from .search import run_tasks
 
-    from ..local_cluster import local_cluster
-
-    gpu = [str(c.device).startswith("cuda") for c in cfgs]
-    cluster = None
-    if scheduler == "local":
-        n = workers or max(1, min(len(cfgs), os.cpu_count() or 1))
-        cluster = local_cluster(n, resources={"GPU": 1} if any(gpu) else None)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
-        futures = [
-            client.submit(_run_task, c.to_dict(), key=f"constituent-search-{i}-{c.name}", pure=False,
-                          resources={"GPU": 1} if g else None)  # fmt: skip
-            for i, (c, g) in enumerate(zip(cfgs, gpu))
-        ]
-        if progress:
-            from tqdm.auto import tqdm
-
-            for _ in tqdm(as_completed(futures), total=len(futures), desc="constituent searches", unit="run"):
-                pass
-        return client.gather(futures)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    return run_tasks(
+        _run_task, [c.to_dict() for c in cfgs], scheduler=None if scheduler == "local" else scheduler,
+        workers=workers, progress=progress, gpu=[str(c.device).startswith("cuda") for c in cfgs],
+        names=[f"constituent-search-{c.name}" for c in cfgs], desc="constituent searches",
+    )

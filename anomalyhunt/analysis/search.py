@@ -452,11 +452,16 @@ def plot_performance(
 
 
 def _jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python values and non-finite floats as ``None`` (JSON-safe)."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
@@ -468,20 +473,6 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _set_threads() -> None:
-    """Torch and OpenMP get the worker's thread count (one outside Dask)."""
-    try:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        threads = 1
-    import sklearn.ensemble  # noqa: F401  (imported before the clock starts, so that timings compare across tasks)
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
-
-
 def _run_group(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Task: searches that may share one generator fit (the SRs of one data set), in order, in one process."""
     shared: SharedFits = {}
@@ -489,7 +480,9 @@ def _run_group(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _in_worker(fn: Any, payload: Any) -> Any:
-    _set_threads()
+    from ..local_cluster import use_task_threads
+
+    use_task_threads()
     return fn(payload)
 
 
@@ -506,7 +499,7 @@ def run_tasks(
 ) -> list[Any]:
     """``[fn(p) for p in payloads]`` as Dask tasks (``fn`` must be importable by the workers).
 
-    ``scheduler``: ``None`` starts a ``distributed.LocalCluster`` (processes, one thread each, ``workers`` of them,
+    ``scheduler``: ``None`` starts a :func:`~anomalyhunt.local_cluster.local_cluster` (``workers`` processes,
     default min(#tasks, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
     process. Tasks flagged in ``gpu`` ask for the worker resource ``{"GPU": 1}`` (a local cluster then gives each
     worker one such resource, so GPU tasks share the local GPU one per worker).

@@ -52,10 +52,14 @@ class _Block(nn.Module):
             z = torch.cat([z, context], dim=-1)
         return h + self.lin2(self.drop(self.act2(self.lin1(z))))
 
-    def forward_term(self, h: Tensor, offset: Tensor) -> Tensor:
-        """:meth:`forward` with ``lin1``'s bias and context part given as ``offset`` (``ResidualMLP.forward_terms``)."""
-        z = torch.addmm(offset, self.act1(h), self.lin1.weight[:, : h.shape[-1]].contiguous().t())
-        return h + self.lin2(self.drop(self.act2(z)))
+    def forward_term(self, h: Tensor, offset: Tensor, shift: Tensor | None = None) -> Tensor:
+        """:meth:`forward` with ``lin1``'s bias and context part given as ``offset`` plus ``shift``
+        (``ResidualMLP.forward_terms``; no autograd)."""
+        z = torch.addmm(offset, self.act1(h), self.lin1.weight[:, : h.shape[-1]].t())
+        if shift is not None:
+            z.add_(shift)
+        # The residual sum as the GEMM's accumulator: one pass over (n, hidden) fewer than ``h + lin2(...)``.
+        return torch.addmm(h, self.drop(self.act2(z)), self.lin2.weight.t()).add_(self.lin2.bias)
 
 
 class ResidualMLP(nn.Module):
@@ -118,7 +122,7 @@ class ResidualMLP(nn.Module):
 
         The context enters every layer linearly, so the terms of a sum (or mix) of contexts are the sum (mix) of their
         terms: a caller whose context is fixed per event for many evaluations (an ODE's mass) computes them once and
-        hands the sum of all parts, bias included once, to :meth:`forward_terms`.
+        hands them to :meth:`forward_terms` with the parts that change (the time) as shifts, bias included once.
         """
         if self.context_dim == 0 or not 0 <= offset <= offset + part.shape[-1] <= self.context_dim:
             raise ValueError(f"context columns {offset}..{offset + part.shape[-1]} outside 0..{self.context_dim}")
@@ -127,14 +131,21 @@ class ResidualMLP(nn.Module):
         return [F.linear(part, layer.weight[:, i : i + part.shape[-1]], layer.bias if with_bias else None)
                 for layer, i in zip(layers, start)]
 
-    def forward_terms(self, x: Tensor, offsets: Sequence[Tensor]) -> Tensor:
+    @torch.no_grad()
+    def forward_terms(self, x: Tensor, offsets: Sequence[Tensor], shifts: Sequence[Tensor] | None = None) -> Tensor:
         """``forward(x, context)`` given each layer's bias plus context terms (``context_terms(context,
-        with_bias=True)``, one per layer, each (n, hidden) or broadcastable)."""
-        if len(offsets) != len(self.blocks) + 1:
-            raise ValueError(f"forward_terms needs {len(self.blocks) + 1} offsets, got {len(offsets)}")
+        with_bias=True)``, one per layer, each (n, hidden) or broadcastable), plus optional ``shifts``, one per layer,
+        added in place: a context part that changes between calls while ``offsets`` stay (an ODE's time). No
+        autograd: this is for sampling."""
+        n_layers = len(self.blocks) + 1
+        shifts = list(shifts) if shifts is not None else [None] * n_layers
+        if len(offsets) != n_layers or len(shifts) != n_layers:
+            raise ValueError(f"forward_terms needs {n_layers} offsets and shifts, got {len(offsets)}, {len(shifts)}")
         h = torch.addmm(offsets[0].expand(len(x), -1), x, self.input.weight[:, : self.in_dim].t())
-        for block, offset in zip(self.blocks, offsets[1:]):
-            h = block.forward_term(h, offset)
+        if shifts[0] is not None:
+            h.add_(shifts[0])
+        for block, offset, shift in zip(self.blocks, offsets[1:], shifts[1:]):
+            h = block.forward_term(h, offset, shift)
         return self.output(self.out_act(h))
 
     def forward_mixed(self, x: Tensor, contexts: Sequence[Tensor], weights: Sequence[Tensor | float]) -> Tensor:

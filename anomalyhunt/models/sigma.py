@@ -91,7 +91,7 @@ class VelocityField(nn.Module):
 
         def velocity(x: Tensor, t: float) -> Tensor:
             time = self.net.context_terms(self.beta(torch.full((1,), t, device=x.device)), self.alpha.out_dim, True)
-            v = [self.net.forward_terms(x, [a + b for a, b in zip(terms, time)]) for terms in mass]
+            v = [self.net.forward_terms(x, terms, time) for terms in mass]
             return v[0] if len(v) == 1 else xi * v[0] + (1 - xi) * v[1]
 
         return velocity
