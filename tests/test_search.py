@@ -507,6 +507,7 @@ def test_cathode_search(lhco_dir: Path) -> None:
     assert r["template_auc"] < 0.6
     assert r["n_reference"] == 4 * r["n_data_sr"] and r["n_template_dropped"] == 0
     assert r["seconds_fit"] > 0 and r["seconds_sample"] > 0
+    assert r["torch_threads"] == 1  # tests/conftest.py: one torch thread, so results.json says how it was made
 
 
 def test_yaml_config_expands_to_runs(tmp_path: Path) -> None:

@@ -403,9 +403,13 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
 
 
 def result_header(cfg: SearchConfig, sample: InjectedSample, classifier: str) -> dict[str, Any]:
-    """The keys every ``results.json`` starts with: what ran, on which injection, and the sample's statistics."""
+    """The keys every ``results.json`` starts with: what ran, on which injection, and the sample's statistics, and
+    torch's thread count (multi-threaded sums round differently: a rerun reproduces a result with the same seed
+    *and* thread count)."""
+    import torch
+
     res: dict[str, Any] = {"method": cfg.method, "sr": list(cfg.sr), "seed": cfg.seed, "injection": cfg.injection,
-                           "classifier": classifier}  # fmt: skip
+                           "classifier": classifier, "torch_threads": torch.get_num_threads()}  # fmt: skip
     res.update(sample.stats())
     res["n_signal"] = res.pop("n_injected")
     return res
