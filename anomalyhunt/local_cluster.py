@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["local_cluster", "task_threads", "use_task_threads"]
 
@@ -25,15 +26,36 @@ def local_cluster(n_workers: int | None, *, resources: dict[str, float] | None =
     from distributed import LocalCluster
 
     n = max(1, int(n_workers or os.cpu_count() or 1))
-    share = str(max(1, (os.cpu_count() or 1) // n))
-    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-               if k != "MALLOC_TRIM_THRESHOLD_"}  # fmt: skip
-    environ.update({k: share for k in _THREAD_VARS})
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    ours: dict[str, str | None] = {k: str(max(1, (os.cpu_count() or 1) // n)) for k in _THREAD_VARS}
+    ours["MALLOC_TRIM_THRESHOLD_"] = None
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items() if k not in ours}
+    environ.update({k: v for k, v in ours.items() if v is not None})
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _environ(ours):
         return LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
             silence_logs=logging.ERROR if quiet else logging.WARNING, resources=resources,
         )
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str | None]) -> Iterator[None]:
+    """This process's environment with ``values`` (``None``: unset) inside, restored after. A nanny takes its
+    pre-spawn variables from this environment before Dask's config, and writes them into it when it spawns a worker,
+    so that an earlier cluster's settings would otherwise win."""
+    old = {k: os.environ.get(k) for k in values}
+
+    def put(items: dict[str, str | None]) -> None:
+        for k, v in items.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    put(values)
+    try:
+        yield
+    finally:
+        put(old)
 
 
 def task_threads() -> int:

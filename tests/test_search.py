@@ -593,7 +593,12 @@ def test_local_cluster_workers_keep_the_allocator_defaults_and_share_the_cores()
 
     from anomalyhunt.analysis.search import run_tasks
 
-    cores = str(os.cpu_count() or 1)
     names = ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
     probes = [functools.partial(os.getenv, name) for name in names] + [torch.get_num_threads]
-    assert run_tasks(operator.call, probes, workers=1) == [None, cores, cores, cores, int(cores)]
+    before = {k: os.environ.get(k) for k in names}
+    # Two workers first: Dask writes a nanny's variables into this process's environment, where the next cluster
+    # would read them before its own settings.
+    for workers in (2, 1):
+        share = max(1, (os.cpu_count() or 1) // workers)
+        assert run_tasks(operator.call, probes, workers=workers) == [None] + [str(share)] * 3 + [share]
+    assert {k: os.environ.get(k) for k in names} == before
