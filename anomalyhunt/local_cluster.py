@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any, Iterator
 
-__all__ = ["local_cluster", "task_threads", "use_task_threads"]
+__all__ = ["local_cluster", "use_task_threads"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -20,7 +20,7 @@ def local_cluster(n_workers: int | None, *, resources: dict[str, float] | None =
     sampling ran 3x slower (2.96 s instead of 0.92 s per SR on 2 cores) and training ~1.7x slower; the workers keep
     the allocator's defaults. Dask also pins OpenMP / MKL / OpenBLAS to one thread, which leaves cores idle when
     there are fewer workers than cores; each worker gets ``cores // n_workers`` of them instead (read back by
-    :func:`task_threads`).
+    :func:`use_task_threads`).
     """
     import dask
     from distributed import LocalCluster
@@ -58,27 +58,22 @@ def _environ(values: dict[str, str | None]) -> Iterator[None]:
         put(old)
 
 
-def task_threads() -> int:
-    """Threads a task in this process may use: in a Dask worker the larger of its task threads and its
-    ``OMP_NUM_THREADS`` (the core share :func:`local_cluster` gives), outside Dask one."""
-    try:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        return 1
-    try:
-        return max(1, int(threads), int(os.environ.get("OMP_NUM_THREADS", 1)))
-    except ValueError:
-        return max(1, int(threads))
-
-
-def use_task_threads() -> int:
-    """Set torch's thread count to :func:`task_threads` (sklearn imported first, so that its import is not timed
-    inside the first task); returns it."""
+def use_task_threads() -> None:
+    """Give torch the threads a task in this process may use: in a Dask worker the larger of its task threads and its
+    ``OMP_NUM_THREADS`` (the core share :func:`local_cluster` gives), outside Dask one. sklearn is imported first, so
+    that its import is not timed inside the first task."""
     import sklearn.ensemble  # noqa: F401
     import torch
 
-    n = task_threads()
-    torch.set_num_threads(n)
-    return n
+    try:
+        from distributed import get_worker
+
+        threads = max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        threads = 1
+    else:
+        try:
+            threads = max(threads, int(os.environ.get("OMP_NUM_THREADS", 1)))
+        except ValueError:  # an OpenMP list such as "4,2": keep the task threads
+            pass
+    torch.set_num_threads(threads)
