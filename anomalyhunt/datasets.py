@@ -112,13 +112,28 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
     )  # fmt: skip
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} defined twice (the first would be lost)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_datasets(path: str | os.PathLike, names: list[str] | None = None) -> dict[str, Dataset]:
     """Parse and validate ``datasets.yaml``; keep only ``names`` if given (unknown names are an error)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file does not exist") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):

@@ -83,30 +83,78 @@ def dijet_table(
     return pd.DataFrame(cols, columns=list(FEATURE_COLUMNS))
 
 
-def load_feature_table(path: str | Path) -> pd.DataFrame:
+def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.DataFrame:
     """Load a feature table: a processor output directory (``OUT/<dataset>/features/*.parquet``, or a directory of
-    such datasets), a single Parquet file, or an LHCO v2 high-level features HDF5 file."""
+    such datasets), a single Parquet file, or an LHCO v2 high-level features HDF5 file.
+
+    Processor outputs are checked against their ``manifest.json``: a partial or mixed directory is refused unless
+    ``allow_partial`` (then read with a warning). ``table.attrs["inputs"]`` says what was read (path, status, rows).
+    Every row carries ``source`` (dataset and input file), which with ``event`` identifies it.
+    """
     from .errors import InputError
+    from .io.manifest import check_dataset_dir, file_tag
 
     p = Path(path)
+    inputs: list[dict] = []
     if p.is_dir():
-        files = sorted(p.glob("features/*.parquet")) or sorted(p.glob("*.parquet")) or sorted(
-            p.glob("*/features/*.parquet")
-        )
+        if (p / "features").is_dir():
+            dataset_dirs = [p]
+        else:
+            dataset_dirs = sorted(d for d in p.iterdir() if (d / "features").is_dir())
+        files = [f for d in dataset_dirs for f in sorted((d / "features").glob("*.parquet"))]
+        if dataset_dirs:
+            inputs = [check_dataset_dir(d, allow_partial) for d in dataset_dirs]
+        else:  # a plain folder of tables, not processor output
+            files = sorted(p.glob("*.parquet"))
         if not files:
             raise InputError(p, "no feature Parquet files found (expected features/*.parquet from `anomalyhunt process`)")
         frames = []
         for f in files:
-            df = pd.read_parquet(f)
-            df["source"] = f.parent.parent.name
+            df = _read_parquet(f)
+            if "source" not in df.columns:
+                df["source"] = f"{f.parent.parent.name}/{file_tag(str(f))}"
             frames.append(df)
-        return pd.concat(frames, ignore_index=True)
-    if not p.exists():
+        table = pd.concat(frames, ignore_index=True)
+    elif not p.exists():
         raise InputError(p, "file does not exist")
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    if p.suffix in (".h5", ".hdf5", ".hdf"):
+    elif p.suffix == ".parquet":
+        table = _read_parquet(p)
+    elif p.suffix in (".h5", ".hdf5", ".hdf"):
         from .io.lhco import read_lhco_features
 
-        return read_lhco_features(p)
-    raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")
+        table = read_lhco_features(p)
+    else:
+        raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")
+    if "source" not in table.columns:
+        table["source"] = file_tag(str(p))
+    table["source"] = table["source"].astype("category")
+    table.attrs["inputs"] = inputs or [{"path": str(p), "status": "complete", "rows": len(table)}]
+    return table
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    from .errors import InputError
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several kinds for damaged files; the user needs the file and reason
+        raise InputError(path, f"not a readable Parquet file (truncated or corrupt?): {type(err).__name__}") from None
+
+
+def event_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns that identify an event: (run, luminosityBlock, event) where the table has them, else the input
+    file (the tag in ``source``, without the dataset) and ``event`` (its entry in that file)."""
+    if {"run", "luminosityBlock", "event"} <= set(table.columns):
+        return table[["run", "luminosityBlock", "event"]]
+    source = table["source"].astype(str).str.rsplit("/", n=1).str[-1] if "source" in table.columns else ""
+    return pd.DataFrame({"file": source, "event": table["event"].to_numpy()})
+
+
+def check_unique_events(table: pd.DataFrame, where: str) -> None:
+    """Refuse a table in which one event appears twice (the same input given twice, or overlapping inputs)."""
+    from .errors import InputError
+
+    dup = event_keys(table).duplicated()
+    if dup.any():
+        first = event_keys(table)[dup].iloc[0].to_dict()
+        raise InputError(where, f"{int(dup.sum())} events appear twice (e.g. {first}): the same input given twice?")

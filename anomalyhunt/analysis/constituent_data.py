@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.manifest import check_dataset_dir
 from ..registry import Registry
 
 #: Per-constituent features written by the processor (``anomalyhunt.processors.constituents.CLOUD_FEATURES``).
@@ -149,7 +150,8 @@ class ConstituentData:
         )
 
 
-def _chunk_files(directory: Path) -> list[Path]:
+def _chunk_files(directory: Path, allow_partial: bool = False) -> list[Path]:
+    check_dataset_dir(directory, allow_partial)
     files = sorted((directory / "features").glob("*.parquet"))
     if not files:
         raise InputError(directory, "no features/*.parquet: not a dataset directory written by `anomalyhunt process`")
@@ -244,15 +246,17 @@ def iter_chunks(
     images: bool = False,
     cloud_features: Sequence[str] = BOOST_INVARIANT_FEATURES,
     n_constituents: int | None = None,
+    allow_partial: bool = False,
 ) -> Iterator[ConstituentData]:
     """Stream one processor chunk at a time as :class:`ConstituentData` (for scoring data sets bigger than memory).
 
     ``out_dir`` is the processor output directory and ``dataset`` a dataset name in it (or ``out_dir`` is the
-    dataset directory itself when ``dataset`` is None). ``n_constituents`` keeps only the hardest ones.
+    dataset directory itself when ``dataset`` is None). ``n_constituents`` keeps only the hardest ones. A partial
+    or mixed output (see :mod:`anomalyhunt.io.manifest`) is refused unless ``allow_partial``.
     """
     directory = _dataset_dir(out_dir, dataset)
     feats = tuple(cloud_features)
-    for f in _chunk_files(directory):
+    for f in _chunk_files(directory, allow_partial):
         yield _load_chunk(
             directory, f, clouds=clouds, images=images, cloud_features=feats, n_constituents=n_constituents
         )
@@ -267,6 +271,7 @@ def load_constituents(
     cloud_features: Sequence[str] = BOOST_INVARIANT_FEATURES,
     n_constituents: int | None = None,
     max_events: int | None = None,
+    allow_partial: bool = False,
 ) -> ConstituentData:
     """All chunks of one or several datasets of a processor output, in memory (first ``max_events`` if given)."""
     names = [dataset] if dataset is None or isinstance(dataset, str) else list(dataset)
@@ -274,8 +279,9 @@ def load_constituents(
     n = 0
     for name in names:
         for chunk in iter_chunks(
-            out_dir, name, clouds=clouds, images=images, cloud_features=cloud_features, n_constituents=n_constituents
-        ):
+            out_dir, name, clouds=clouds, images=images, cloud_features=cloud_features,
+            n_constituents=n_constituents, allow_partial=allow_partial,
+        ):  # fmt: skip
             if max_events is not None and n + len(chunk) > max_events:
                 chunk = chunk.subset(np.arange(max_events - n))
             parts.append(chunk)

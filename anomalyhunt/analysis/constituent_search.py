@@ -151,18 +151,20 @@ _CACHE: dict[tuple, tuple[ConstituentData, ConstituentData]] = {}
 
 
 def load_labelled_constituents(
-    out_dir: str | Path, *, clouds: bool, images: bool
+    out_dir: str | Path, *, clouds: bool, images: bool, allow_partial: bool = False
 ) -> tuple[ConstituentData, ConstituentData]:
     """(background, signal) events of every dataset in a processor output, split by the feature table's truth
     ``label`` (0 / 1), in the order of :func:`~anomalyhunt.features.load_feature_table` on the same directory.
 
     Cached per process (several seeds in one worker load once).
     """
-    key = (str(Path(out_dir).resolve()), bool(clouds), bool(images))
+    key = (str(Path(out_dir).resolve()), bool(clouds), bool(images), bool(allow_partial))
     if key in _CACHE:
         return _CACHE[key]
     names = dataset_names(out_dir)
-    everything = load_constituents(out_dir, names if names != [None] else None, clouds=clouds, images=images)
+    everything = load_constituents(
+        out_dir, names if names != [None] else None, clouds=clouds, images=images, allow_partial=allow_partial
+    )
     label = everything.table["label"].to_numpy() if "label" in everything.table.columns else None
     if label is None:
         raise InputError(out_dir, "feature tables have no 'label' column: cannot tell background from signal")
@@ -201,7 +203,9 @@ def run_constituent_search(
     mconf = cfg.method_config()
     need = method.inputs(mconf)
     regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
-    bkg, sig = load_labelled_constituents(cfg.constituents, clouds="clouds" in need, images="images" in need)
+    bkg, sig = load_labelled_constituents(
+        cfg.constituents, clouds="clouds" in need, images="images" in need, allow_partial=cfg.allow_partial
+    )
     sample = inject_for(cfg, bkg.table, sig.table, regions)
     data, test = injected_constituents(bkg, sig, sample.rows, cfg.seed)
     y = test.label

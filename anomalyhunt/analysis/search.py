@@ -100,6 +100,7 @@ class SearchConfig:
     device: str = "cpu"
     min_background: int = 50
     template_auc: bool = True
+    allow_partial: bool = False
     out: str | None = None
     plots: bool = True
     progress: bool = False
@@ -151,29 +152,40 @@ class SearchConfig:
 # data
 # ----------------------------------------------------------------------------------------------------------------
 
-_TABLES: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[pd.DataFrame, pd.DataFrame]] = {}
+_TABLES: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
 
-def load_tables(background: Sequence[str] = (), signal: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(background, signal) feature tables from files/dirs, cached per process (searches in one worker share them)."""
-    from ..features import load_feature_table
+def load_tables(
+    background: Sequence[str] = (), signal: Sequence[str] = (), allow_partial: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(background, signal) feature tables from files/dirs, cached per process (searches in one worker share them).
+
+    An event that appears twice among all inputs is refused (it would be in training and test at once); partial
+    processor outputs only with ``allow_partial``. ``bkg.attrs["inputs"]`` lists what was read.
+    """
+    from ..features import check_unique_events, load_feature_table
 
     background = tuple(str(p) for p in background) or tuple(default_feature_files())
-    key = (background, tuple(str(p) for p in signal))
+    key = (background, tuple(str(p) for p in signal), allow_partial)
     if key in _TABLES:
         return _TABLES[key]
-    bkgs, sigs = [], []
+    bkgs, sigs, inputs = [], [], []
     for path in background:
-        b, s = split_by_label(load_feature_table(path), path)
+        t = load_feature_table(path, allow_partial)
+        inputs += t.attrs["inputs"]
+        b, s = split_by_label(t, path)
         bkgs.append(b)
         sigs.append(s)
     for path in key[1]:
-        t = load_feature_table(path)
+        t = load_feature_table(path, allow_partial)
+        inputs += t.attrs["inputs"]
         if "label" in t.columns and (t["label"].to_numpy() == 0).any():
             raise InputError(path, "signal file holds background-labelled (label 0) events; pass it with --features")
         sigs.append(t)
+    check_unique_events(pd.concat([*bkgs, *sigs], ignore_index=True), ", ".join(background + key[1]))
     bkg = pd.concat(bkgs, ignore_index=True)
     sig = pd.concat(sigs, ignore_index=True) if sigs else bkg.iloc[:0]
+    bkg.attrs["inputs"] = inputs
     if len(bkg) == 0:
         raise InputError(", ".join(background), "no background (label 0) events")
     if len(sig) == 0:
@@ -186,7 +198,7 @@ def load_tables(background: Sequence[str] = (), signal: Sequence[str] = ()) -> t
 
 def make_sample(cfg: SearchConfig, regions: Regions | None = None) -> InjectedSample:
     """The injected data set of ``cfg`` (same for every method with the same seed and injection settings)."""
-    bkg, sig = load_tables(cfg.background, cfg.signal)
+    bkg, sig = load_tables(cfg.background, cfg.signal, cfg.allow_partial)
     return inject_for(cfg, bkg, sig, regions or Regions(cfg.sr, cfg.sideband_width, cfg.scan))
 
 
@@ -412,6 +424,8 @@ def result_header(cfg: SearchConfig, sample: InjectedSample, classifier: str) ->
                            "classifier": classifier, "torch_threads": torch.get_num_threads()}  # fmt: skip
     res.update(sample.stats())
     res["n_signal"] = res.pop("n_injected")
+    # What was read, with the rows and status of each input (a partial one only with allow_partial).
+    res["inputs"] = load_tables(cfg.background, cfg.signal, cfg.allow_partial)[0].attrs.get("inputs", [])
     return res
 
 

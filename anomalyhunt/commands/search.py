@@ -34,6 +34,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature table(s): processor Parquet output or LHCO v2 features .h5; label 0 = background, "
                         "1 = signal (repeatable; default: ../shared/data/lhco-like)")
     p.add_argument("--signal", action="append", metavar="FILE", help="separate signal feature table (repeatable)")
+    p.add_argument("--allow-partial", action="store_true", default=None,
+                   help="read processor outputs that are partial or mixed (refused by default), with a warning and "
+                        "their counts in results.json")
     p.add_argument("--method", action="append",
                    help="cwola, idealized, supervised, a generator, or a constituent method: autoencoder, tnt, clr, "
                         "darkclr, constituent-cwola (repeatable)")
@@ -110,7 +113,7 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         "classifier": args.classifier, "folds": args.folds, "oversample": args.oversample,
         "sideband_width": args.sideband_width, "device": args.device, "scheduler": args.scheduler,
         "workers": args.workers, "out": args.out, "constituents": getattr(args, "constituents", None),
-        "constituent_preset": getattr(args, "constituent_preset", None),
+        "constituent_preset": getattr(args, "constituent_preset", None), "allow_partial": args.allow_partial,
     }
     for k, v in flags.items():
         if v is not None:

@@ -13,6 +13,7 @@ from coffea import processor
 
 from ..errors import InputError
 from ..features import dijet_table
+from ..io.manifest import chunk_name, file_identity, file_tag, finish_dataset
 from .constituents import CLOUD_FEATURES, jet_images, point_clouds
 from .formats import CONVENTIONS
 from .jets import cluster_leading_jets, nsubjettiness, to_pseudojets
@@ -35,13 +36,19 @@ def empty_histograms() -> dict[str, hist.Hist]:
     }
 
 
+def source_name(dataset: str, filename: str | None) -> str:
+    """The ``source`` column: dataset and a tag unique per input file (with ``event``, the key of an event)."""
+    return f"{dataset}/{file_tag(filename)}" if filename else str(dataset)
+
+
 class DijetProcessor(processor.ProcessorABC):
     """Clusters (or takes) the two leading large-R jets and computes the feature table.
 
     Per dataset, ``events.metadata`` may carry ``format`` (see :mod:`.formats`), ``jet_radius``, ``axes`` and
     ``label``; constructor arguments override the format's defaults for every dataset. With ``out_dir`` set, each
     chunk's feature table is written to ``out_dir/<dataset>/features/<chunk>.parquet`` (and clouds/images alongside
-    when asked); a retried chunk overwrites its own file. The returned accumulator holds ``hist.Hist`` objects and the
+    when asked), named uniquely per input file and entry range (:func:`~anomalyhunt.io.manifest.chunk_name`), so a
+    retried chunk overwrites its own file and two files never share one. The returned accumulator holds ``hist.Hist`` objects and the
     cut flow per dataset: ``input = passed + sum(failed_*)``.
     """
 
@@ -77,11 +84,6 @@ class DijetProcessor(processor.ProcessorABC):
         radius = float(self.jet_radius or meta.get("jet_radius") or conv.jet_radius)
         axes = self.axes or meta.get("axes") or conv.axes
         return fmt, radius, axes, conv.puppi, conv.recluster
-
-    @staticmethod
-    def _chunk_name(meta: dict[str, Any]) -> str:
-        stem = Path(str(meta.get("filename", "events"))).name.split(".")[0]
-        return f"{stem}_{int(meta.get('entrystart', 0))}-{int(meta.get('entrystop', 0))}"
 
     def _constituents(self, events, fmt: str, puppi: bool):
         if "PFCands" not in events.fields:
@@ -145,7 +147,7 @@ class DijetProcessor(processor.ProcessorABC):
             label=label,
             event=event_ids,
         )
-        table["source"] = f"{dataset}/{Path(str(meta.get('filename', ''))).name}"
+        table["source"] = source_name(dataset, meta.get("filename"))
 
         if recluster and (self.write_clouds or self.write_images) and keep.any():
             sel = np.repeat(keep, 2)
@@ -156,8 +158,9 @@ class DijetProcessor(processor.ProcessorABC):
             if self.write_images:
                 images = jet_images(cj, jeta, jphi)
 
+        record: dict[str, dict[str, int]] = {"inputs": {file_identity(meta.get("filename") or "?"): n_in}}
         if self.out_dir is not None:
-            self._write(dataset, meta, table, clouds, images)
+            record["chunks"] = {self._write(dataset, meta, table, clouds, images): len(table)}
 
         hists = empty_histograms()
         hists["mjj"].fill(dataset=dataset, mjj=table["mjj"].to_numpy())
@@ -171,15 +174,30 @@ class DijetProcessor(processor.ProcessorABC):
             "failed_two_jets": int((~two_jets).sum()),
             "failed_trigger": int((two_jets & ~trigger).sum()),
         }
-        return {"hists": hists, "cutflow": {dataset: cutflow}}
+        return {"hists": hists, "cutflow": {dataset: cutflow}, "files": {dataset: record}}
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings (recorded in every manifest)."""
+        return {k: v for k, v in vars(self).items() if k != "out_dir"}
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        """With ``out_dir``: write each dataset's manifest (complete only if rows on disk == cut flow)."""
+        if self.out_dir is not None:
+            for dataset, record in accumulator.get("files", {}).items():
+                cutflow = accumulator.get("cutflow", {}).get(dataset, {})
+                finish_dataset(Path(self.out_dir) / dataset, record, cutflow, self.settings())
         return accumulator
 
     # -- output ----------------------------------------------------------------------------------------------
-    def _write(self, dataset: str, meta: dict[str, Any], table, clouds, images) -> None:
+    def _write(self, dataset: str, meta: dict[str, Any], table, clouds, images) -> str:
+        """Write one chunk's outputs; returns the chunk's name."""
         base = Path(self.out_dir) / dataset
-        name = self._chunk_name(meta)
+        if meta.get("filename") is None or meta.get("entrystart") is None or meta.get("entrystop") is None:
+            raise InputError(
+                f"dataset {dataset}", "events.metadata lacks filename/entrystart/entrystop (coffea's Runner sets "
+                "them): without them output chunks cannot be named uniquely",
+            )
+        name = chunk_name(meta["filename"], meta["entrystart"], meta["entrystop"])
         try:
             (base / "features").mkdir(parents=True, exist_ok=True)
             table.to_parquet(base / "features" / f"{name}.parquet", index=False)
@@ -201,6 +219,7 @@ class DijetProcessor(processor.ProcessorABC):
             raise InputError(
                 self.out_dir, f"cannot write outputs ({err.strerror}); on a cluster OUT must be shared by all workers"
             ) from None
+        return name
 
 
 def save_sparse_images(path: Path, images: np.ndarray, event: np.ndarray) -> None:

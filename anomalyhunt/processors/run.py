@@ -8,6 +8,7 @@ sees the same ``events.PFCands`` either way. LHCO v2 feature files need no clust
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import uuid
 import warnings
@@ -23,10 +24,24 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema
 
 from ..errors import InputError
 from ..io.lhco import lhco_particle_events, read_lhco_features, read_lhco_particles
-from .dijet import DijetProcessor
+from ..io.manifest import begin_dataset, chunk_name, file_identity
+from .dijet import DijetProcessor, source_name
 
 if TYPE_CHECKING:  # datasets.py imports the format list from this package
     from ..datasets import Dataset
+
+
+def check_unique_files(datasets: dict[str, "Dataset"]) -> None:
+    """Refuse a file that appears twice (in one dataset, or in two): its events would be counted twice."""
+    seen: dict[str, str] = {}
+    for ds in datasets.values():
+        for f in ds.files:
+            key = file_identity(os.path.realpath(f) if "://" not in f else f)
+            if key in seen:
+                where = f"dataset {ds.name!r}" + ("" if seen[key] == ds.name else f" and dataset {seen[key]!r}")
+                raise InputError(f, f"listed twice ({where}; a path and a glob matching it count twice): its "
+                                    "events would be doubled")  # fmt: skip
+            seen[key] = ds.name
 
 _REQUIRED = {
     "pfnanoaod": ("nPFCands", "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "PFCands_charge"),
@@ -157,7 +172,9 @@ def run_process(
 ) -> dict[str, Any]:
     """Process every dataset; writes features (and clouds/images if asked), ``hists.pkl`` and ``cutflow.json``.
 
-    Returns ``{"hists": ..., "cutflow": {dataset: {...}}}``. Every input event is counted: input = passed + failed.
+    Returns ``{"hists": ..., "cutflow": {dataset: {...}}, "files": {dataset: {...}}}``. Every input event is
+    counted: input = passed + failed. Each dataset's earlier outputs in ``out_dir`` are replaced, the others kept;
+    ``OUT/<dataset>/manifest.json`` says partial until the dataset's outputs are complete.
     """
     out = Path(out_dir)
     try:
@@ -165,9 +182,16 @@ def run_process(
     except OSError as err:
         raise InputError(out, f"output directory is not writable ({err.strerror})") from None
     proc = DijetProcessor(out, **processor_options)
+    for ds in datasets.values():
+        resolve_generated(ds)
+        if ds.missing:
+            raise InputError(ds.missing[0], f"dataset {ds.name!r}: file does not exist (no match for this path)")
+    check_unique_files(datasets)
+    for ds in datasets.values():
+        begin_dataset(out / ds.name, ds.files, proc.settings())
     ex = make_executor(executor, workers, scheduler, status)
     try:
-        output = _run(datasets, out, proc, ex, chunksize)
+        output = proc.postprocess(_run(datasets, out, proc, ex, chunksize))
     finally:
         client = getattr(ex, "client", None)
         if client is not None and not scheduler:  # a LocalCluster we started ends with the run
@@ -185,9 +209,6 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
     chunks: list[Hdf5Chunk] = []
     root_sets: dict[str, dict[str, Any]] = {}
     for ds in datasets.values():
-        resolve_generated(ds)
-        if ds.missing:
-            raise InputError(ds.missing[0], f"dataset {ds.name!r}: file does not exist (no match for this path)")
         if ds.format == "lhco-features":
             results.append(_convert_features(ds, out))
         elif ds.is_root:
@@ -216,20 +237,25 @@ def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
     from .dijet import empty_histograms
 
     hists = empty_histograms()
-    n_in = n_pass = 0
-    (out / ds.name / "features").mkdir(parents=True, exist_ok=True)
+    record: dict[str, dict[str, int]] = {"inputs": {}, "chunks": {}}
+    try:
+        (out / ds.name / "features").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(out / ds.name, f"output directory is not writable ({err.strerror})") from None
     for f in ds.files:
         table = read_lhco_features(f)
         if ds.label is not None:
             table["label"] = ds.label
-        table["source"] = f"{ds.name}/{Path(f).name}"
-        table.to_parquet(out / ds.name / "features" / f"{Path(f).name.split('.')[0]}.parquet", index=False)
-        n_in += len(table)
-        n_pass += len(table)
+        table["source"] = source_name(ds.name, f)
+        name = chunk_name(f, 0, len(table))
+        table.to_parquet(out / ds.name / "features" / f"{name}.parquet", index=False)
+        record["inputs"][file_identity(f)] = len(table)
+        record["chunks"][name] = len(table)
         hists["mjj"].fill(dataset=ds.name, mjj=table["mjj"].to_numpy())
         hists["mj1"].fill(dataset=ds.name, mj1=table["mj1"].to_numpy())
         hists["mj2"].fill(dataset=ds.name, mj2=table["mj2"].to_numpy())
         for j in ("j1", "j2"):
             hists["tau21"].fill(dataset=ds.name, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
-    return {"hists": hists, "cutflow": {ds.name: {"input": n_in, "passed": n_pass, "failed_two_jets": 0,
-                                                  "failed_trigger": 0}}}  # fmt: skip
+    n = sum(record["inputs"].values())
+    cutflow = {"input": n, "passed": n, "failed_two_jets": 0, "failed_trigger": 0}
+    return {"hists": hists, "cutflow": {ds.name: cutflow}, "files": {ds.name: record}}

@@ -1,0 +1,139 @@
+"""Outputs that cannot collide or go stale: unique chunk names, the run manifest, re-runs, duplicates refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomalyhunt.cli import main as cli
+from anomalyhunt.datasets import Dataset, load_datasets
+from anomalyhunt.errors import ConfigError, InputError
+from anomalyhunt.features import load_feature_table
+from anomalyhunt.io.manifest import MANIFEST, begin_dataset
+from anomalyhunt.processors import DijetProcessor, run_process
+
+REPO = Path(__file__).resolve().parents[1]
+PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"  # 10 events, all with two jets
+
+
+@pytest.fixture()
+def three_files(tmp_path: Path) -> list[str]:
+    """Three copies of one CMS file: two share the name pfnano.root, one has dots in its stem."""
+    paths = [tmp_path / "r1" / "pfnano.root", tmp_path / "r2" / "pfnano.root", tmp_path / "run.part1.root"]
+    for p in paths:
+        p.parent.mkdir(exist_ok=True)
+        shutil.copy(PFNANO, p)
+    return [str(p) for p in paths]
+
+
+def _rows_on_disk(dataset_dir: Path) -> int:
+    return sum(len(pd.read_parquet(f)) for f in (dataset_dir / "features").glob("*.parquet"))
+
+
+def test_files_sharing_a_name_do_not_overwrite_each_other_and_reruns_replace(tmp_path, three_files):
+    out = tmp_path / "out"
+    res = run_process({"d": Dataset("d", "pfnanoaod", three_files)}, out, chunksize=10, status=False)
+    assert res["cutflow"]["d"]["input"] == 30 == res["cutflow"]["d"]["passed"]
+    assert _rows_on_disk(out / "d") == 30
+    table = load_feature_table(out / "d")
+    assert len(table) == 30 and table["source"].nunique() == 3
+    manifest = json.loads((out / "d" / MANIFEST).read_text())
+    assert manifest["status"] == "complete" and manifest["total_rows"] == 30
+    assert sorted(manifest["inputs"].values()) == [10, 10, 10] and len(manifest["chunks"]["features"]) == 3
+
+    # Another chunk size into the same OUT: the old chunks go, the counts stay exact.
+    res = run_process({"d": Dataset("d", "pfnanoaod", three_files)}, out, chunksize=4, status=False)
+    files = list((out / "d" / "features").glob("*.parquet"))
+    assert len(files) > 3 and _rows_on_disk(out / "d") == 30 == res["cutflow"]["d"]["passed"]
+    assert len(load_feature_table(out / "d")) == 30
+
+
+def test_rerun_of_one_dataset_keeps_the_others(tmp_path, three_files):
+    out = tmp_path / "out"
+    run_process({"a": Dataset("a", "pfnanoaod", three_files[:1]), "b": Dataset("b", "pfnanoaod", three_files[1:])},
+                out, status=False)  # fmt: skip
+    run_process({"a": Dataset("a", "pfnanoaod", three_files[:1])}, out, chunksize=3, status=False)
+    table = load_feature_table(out)
+    assert len(table) == 30
+    assert (table["source"].astype(str).str.startswith("b/")).sum() == 20
+
+
+def test_runner_without_our_metadata_writes_unique_chunks_and_a_manifest(tmp_path, three_files):
+    """A user's own coffea Runner (no dataset metadata): postprocess writes the manifest."""
+    from coffea import processor
+    from coffea.nanoevents import PFNanoAODSchema
+
+    out = tmp_path / "out"
+    runner = processor.Runner(executor=processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        acc = runner({"data": {"files": {f: "Events" for f in three_files}}}, processor_instance=DijetProcessor(out))
+    assert acc["cutflow"]["data"]["input"] == 30
+    assert len(list((out / "data" / "features").glob("*.parquet"))) == 6
+    assert len(load_feature_table(out / "data")) == 30
+
+
+def test_partial_and_mixed_outputs_are_refused_unless_allowed(tmp_path, three_files):
+    out = tmp_path / "out"
+    run_process({"d": Dataset("d", "pfnanoaod", three_files[:2])}, out, chunksize=5, status=False)
+    # A stray chunk from elsewhere (e.g. copied in by hand): mixed.
+    stray = out / "d" / "features" / "other-0123456789_0-5.parquet"
+    shutil.copy(next((out / "d" / "features").glob("*.parquet")), stray)
+    with pytest.raises(InputError, match=r"/d: mixed output: 1 chunk file\(s\) not from the run"):
+        load_feature_table(out / "d")
+    stray.unlink()
+    assert len(load_feature_table(out / "d")) == 20
+
+    # A run that started and never finished (Ctrl-C, an error, a killed job): the partial mark and one chunk.
+    chunk = next((out / "d" / "features").glob("*.parquet"))
+    saved = chunk.read_bytes()
+    begin_dataset(out / "d", three_files[:1], {})
+    assert not chunk.exists()  # the earlier run's outputs are gone before anything is written
+    chunk.write_bytes(saved)
+    with pytest.raises(InputError, match="partial output.*--allow-partial"):
+        load_feature_table(out / "d")
+    with pytest.warns(UserWarning, match="reading 5 rows despite: partial output"):
+        table = load_feature_table(out / "d", allow_partial=True)
+    assert len(table) == 5 and table.attrs["inputs"][0]["status"] == "partial"
+
+
+def test_duplicate_inputs_are_errors(tmp_path, three_files):
+    base = Path(three_files[0]).parent.parent
+    twice = base / "twice.yaml"
+    twice.write_text("datasets:\n  d: {format: pfnanoaod, files: [r1/pfnano.root, 'r1/*.root']}\n")
+    with pytest.raises(InputError, match=r"r1/pfnano.root: listed twice \(dataset 'd'"):
+        run_process(load_datasets(twice), tmp_path / "o", status=False)
+    across = base / "across.yaml"
+    across.write_text("datasets:\n  a: {format: pfnanoaod, files: [r1/pfnano.root]}\n"
+                      "  b: {format: pfnanoaod, files: [r1/pfnano.root]}\n")  # fmt: skip
+    with pytest.raises(InputError, match="listed twice.*dataset 'b' and dataset 'a'"):
+        run_process(load_datasets(across), tmp_path / "o", status=False)
+    defined_twice = base / "defined_twice.yaml"
+    defined_twice.write_text("datasets:\n  a: {format: pfnanoaod, files: [r1/pfnano.root]}\n"
+                             "  a: {format: pfnanoaod, files: [r2/pfnano.root]}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match="line 3: key 'a' defined twice"):
+        load_datasets(defined_twice)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.parquet"))
+
+
+def test_search_refuses_the_same_events_twice(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
+    table["mjj"] = rng.uniform(2800, 4500, n)
+    table["event"] = np.arange(n)
+    table["label"] = (np.arange(n) < 40).astype(int)
+    path = tmp_path / "toy.parquet"
+    table.to_parquet(path)
+    rc = cli(["search", "--features", str(path), "--features", str(path), "--method", "idealized", "--scheduler",
+              "sync", "--out", str(tmp_path / "s"), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "400 events appear twice" in err[0] and "toy.parquet" in err[0]
+    assert not (tmp_path / "s" / "results.json").exists()
