@@ -36,6 +36,10 @@ from .templates import fit_generator, make_generator, sample_template, shares_tr
 
 #: The reference that needs no generator: held-out true SR background (the ceiling of template methods).
 IDEALIZED = "idealized"
+#: CWoLa hunting: the data in narrow sidebands next to the SR are the reference (no generator, no truth).
+CWOLA = "cwola"
+#: Width (TeV) of each of CWoLa hunting's sidebands: narrow, so that the features barely change across them.
+CWOLA_SIDEBAND_WIDTH = 0.2
 
 
 @dataclass
@@ -75,10 +79,11 @@ class WindowResult:
 def score_window(
     x: np.ndarray, m: np.ndarray, window: tuple[float, float], x_ref: np.ndarray, *, fit_mask: np.ndarray,
     x_test: np.ndarray | None = None, classifier: str = "hgb", classifier_config: dict[str, Any] | None = None,
-    folds: int = 3, seed: int = 0,
+    folds: int = 3, seed: int = 0, ref_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Scores (NaN outside ``fit_mask`` and the SR) for every data event, out-of-fold scores of the reference, and
-    the fold-mean score of ``x_test``."""
+    the fold-mean score of ``x_test``. ``ref_rows``: the positions in ``x`` of reference events that are data
+    themselves (CWoLa hunting's sidebands); they keep their out-of-fold reference scores."""
     in_sr = (m >= window[0]) & (m < window[1])
     others = fit_mask & ~in_sr
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB0A7]))
@@ -100,6 +105,8 @@ def score_window(
             test += clf.score(x_test) / folds
     scores = np.full(len(m), np.nan)
     scores[in_sr], scores[others] = s1, so
+    if ref_rows is not None:  # trained on: only the folds that left them out may score them
+        scores[ref_rows] = s0
     return scores, s0, test
 
 
@@ -234,11 +241,19 @@ def hunt_windows(
     generator_config = generator_config or {}
     shared: dict[str, Any] = {}
     tasks = [(method, w) for method in methods for w in windows]
-    for i, (method, window) in enumerate(tqdm(tasks, desc="windows x methods", unit="fit", disable=not progress)):
+    bar = tqdm(tasks, desc="windows x methods", unit="window", disable=not progress)
+    for i, (method, window) in enumerate(bar):
+        bar.set_postfix_str(f"{method}, SR {window[0]:g}-{window[1]:g} TeV")
         regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
         t_template = 0.0
-        if method == IDEALIZED:
+        ref_rows = None
+        if method == CWOLA:
+            ref_rows = np.nonzero(Regions(tuple(window), CWOLA_SIDEBAND_WIDTH).select_sb(m, "data"))[0]
+            x_ref, m_ref = x[ref_rows], m[ref_rows]
+        elif method == IDEALIZED:
+            if x_ideal is None:
+                raise ConfigError("the idealized reference needs held-out true background (a truth study)")
             in_window = regions.select_sr(m_ideal, "held-out background")
             rng = np.random.default_rng(np.random.SeedSequence([seed, i, 5]))
             pick = np.sort(rng.permutation(int(in_window.sum()))[: oversample * int(sr.sum())])
@@ -247,7 +262,8 @@ def hunt_windows(
             t0 = time.perf_counter()
             gen = shared.get(method)
             if gen is None:
-                gen = make_generator(method, generator_config.get(method), seed=seed, progress=False, sr=list(window))
+                gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress,
+                                     sr=list(window))
                 fit_generator(gen, x, m, regions)
                 if shares_training(gen):
                     shared[method] = gen  # one training serves every window
@@ -257,7 +273,7 @@ def hunt_windows(
         test_sel = None if m_test is None else regions.sr_mask(m_test)
         scores, ref_scores, s_test = score_window(
             x, m, window, x_ref, fit_mask=fit_mask, x_test=None if test_sel is None else x_test[test_sel],
-            classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i,
+            classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i, ref_rows=ref_rows,
         )  # fmt: skip
         t_train = time.perf_counter() - t0
         scored = fit_mask | sr

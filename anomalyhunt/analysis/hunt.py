@@ -1,0 +1,379 @@
+"""The bump hunt on an analyst's own data: windows over the data's own m_jj range, every method, limits, a report.
+
+One path for every caller: ``anomalyhunt hunt`` (unlabelled data, optional injection from a separate signal table),
+``report`` and ``demo`` (truth studies with held-out references) all build a :class:`HuntSample` and call
+:func:`run_hunt`, which runs :func:`~anomalyhunt.analysis.windows.hunt_windows` and writes hunt.csv, histograms (ROOT
+and ``hist`` pickles), plots (PNG + PDF), 95% CL upper limits (CLs, pyhf), summary.json and report.md.
+
+Truth enters only where the caller puts it: the injected signal events (``is_signal``, bookkeeping) and, for truth
+studies, held-out background (the idealized reference) and a labelled test set. A ``label`` column of the data is
+never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InputError
+from .injection import DEFAULT_FEATURES, feature_matrix, mjj_tev
+
+#: Bins of the dijet fits (GeV).
+BIN_WIDTH = 100.0
+#: Sidebands (GeV) on each side of a window in its fit (the fit range is clipped to the data's fit range).
+MARGIN = 600.0
+#: A window needs this many data events in its SR (and this many in its fit range outside it) for a fit.
+MIN_EVENTS = 100
+#: Said of every result until null pseudo-experiments of this table, windows and method calibrate it.
+UNCALIBRATED = ("uncalibrated: the local Z assumes Wilks and the global Z comes from fit-only toys (classifiers not "
+                "retrained); background-only hunts scatter more than that")  # fmt: skip
+
+
+@dataclass
+class HuntSample:
+    """The events a hunt runs on (masses in TeV, features as the models see them).
+
+    ``is_signal``: truth of injected events (bookkeeping only; None for plain data). ``x_ideal``/``m_ideal``: held-out
+    true background (the idealized reference) and ``x_test``/``m_test``/``y_test`` a labelled test set, for truth
+    studies only.
+    """
+
+    x: np.ndarray
+    m: np.ndarray
+    features: tuple[str, ...]
+    description: str
+    is_signal: np.ndarray | None = None
+    x_ideal: np.ndarray | None = None
+    m_ideal: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    m_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    def signal_in(self, window: tuple[float, float]) -> int | None:
+        """Injected signal events in a window (None without injection)."""
+        if self.is_signal is None:
+            return None
+        return int(self.is_signal[(self.m >= window[0]) & (self.m < window[1])].sum())
+
+
+def data_sample(
+    table: pd.DataFrame,
+    features: Sequence[str] = DEFAULT_FEATURES,
+    *,
+    source: str = "data",
+    inject: pd.DataFrame | None = None,
+    inject_source: str = "injection table",
+    n_signal: int = 0,
+    seed: int = 0,
+) -> HuntSample:
+    """A :class:`HuntSample` of data events (any ``label`` column ignored), plus ``n_signal`` events drawn with
+    ``seed`` from the separate table ``inject`` for a sensitivity study."""
+    m = mjj_tev(table, source)
+    bad = ~np.isfinite(m)
+    if bad.any():
+        raise InputError(source, f"non-finite mjj in {int(bad.sum())} events")
+    x = feature_matrix(table, features, source)
+    desc = f"{len(m)} data events ({source})"
+    if inject is None:
+        if n_signal:
+            raise ConfigError("--signal-events needs --inject FILE (the table the signal events are drawn from)")
+        return HuntSample(x, m, tuple(features), desc)
+    m_sig = mjj_tev(inject, inject_source)
+    x_sig = feature_matrix(inject, features, inject_source)
+    if not 0 <= n_signal <= len(m_sig):
+        raise InputError(inject_source, f"{n_signal} signal events asked, the table holds {len(m_sig)}")
+    pick = np.sort(np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417])).permutation(len(m_sig))[:n_signal])
+    is_signal = np.r_[np.zeros(len(m), np.int8), np.ones(n_signal, np.int8)]
+    desc += f" + {n_signal} signal events injected from {inject_source} (seed {seed})"
+    return HuntSample(np.r_[x, x_sig[pick]], np.r_[m, m_sig[pick]], tuple(features), desc, is_signal)
+
+
+def turn_on_end(m_gev: np.ndarray, width: float = BIN_WIDTH) -> float:
+    """Where the m_jj spectrum stops rising (GeV): one bin above its most populated bin. Below, the trigger turn-on
+    shapes the spectrum and the dijet function cannot describe it."""
+    edges = np.arange(np.floor(m_gev.min() / width) * width, m_gev.max() + width, width)
+    counts, _ = np.histogram(m_gev, edges)
+    return float(edges[int(np.argmax(counts)) + 2])
+
+
+def fit_edges(
+    m: np.ndarray, windows: Sequence[tuple[float, float]], *, fit_range: tuple[float, float] | None = None,
+    source: str = "data",
+) -> np.ndarray:
+    """Bin edges (GeV) of the fit range: from the end of the trigger turn-on (or ``fit_range``, TeV) to the data's
+    end; every window must lie inside with sidebands on both sides. Refuses, with one line, a fit range inside the
+    turn-on and windows outside the data."""
+    m_gev = np.asarray(m) * 1000.0
+    if len(m_gev) < MIN_EVENTS:
+        raise InputError(source, f"{len(m_gev)} events: too few for a bump hunt (need >= {MIN_EVENTS})")
+    start = turn_on_end(m_gev)
+    data_end = float(np.floor(np.quantile(m_gev, 0.9999) / BIN_WIDTH) * BIN_WIDTH)
+    lo, hi = (start, data_end) if fit_range is None else (fit_range[0] * 1000.0, fit_range[1] * 1000.0)
+    if lo < start - 1e-6:
+        raise InputError(source, f"fit range starts at {lo / 1000:g} TeV, inside the trigger turn-on: the mjj spectrum "
+                                 f"rises up to {(start - BIN_WIDTH) / 1000:g} TeV; start at >= {start / 1000:g} TeV")
+    hi = min(hi, data_end)
+    edges = np.arange(lo, hi + BIN_WIDTH / 2, BIN_WIDTH)
+    if len(edges) < 8:
+        raise InputError(source, f"fit range {lo / 1000:g}-{hi / 1000:g} TeV holds too few {BIN_WIDTH:g} GeV bins")
+    for w in windows:
+        if w[0] * 1000.0 < edges[0] + 2 * BIN_WIDTH or w[1] * 1000.0 > edges[-1] - 2 * BIN_WIDTH:
+            where = "outside the data's mjj range" if (w[1] * 1000 <= m_gev.min() or w[0] * 1000 >= m_gev.max()) \
+                else "without sidebands inside the fit range"
+            raise InputError(source, f"SR {w[0]:g}-{w[1]:g} TeV lies {where} {edges[0] / 1000:g}-"
+                                     f"{edges[-1] / 1000:g} TeV (the spectrum rises below {start / 1000:g} TeV)")
+        in_sr = int(((m >= w[0]) & (m < w[1])).sum())
+        if in_sr < MIN_EVENTS:
+            raise InputError(source, f"SR {w[0]:g}-{w[1]:g} TeV holds {in_sr} events: too few for a fit "
+                                     f"(need >= {MIN_EVENTS})")
+    return edges
+
+
+def prediction_error(fit: Any, bins: np.ndarray) -> float:
+    """Standard error of a background fit's prediction summed over ``bins``, from the fit's covariance (numerical
+    derivatives): how well the sidebands pin down the background they are extrapolated into."""
+    from .dijetfit import background_counts
+
+    mn = fit.minuit
+    names = [p for p in ("norm", "p1", "p2", "p3") if p in mn.parameters and not mn.fixed[p]]
+    if mn is None or mn.covariance is None or not names:
+        return 0.0
+    v = dict(fit.values)
+
+    def total(vals: dict[str, float]) -> float:
+        return float(background_counts(fit.edges, vals["norm"], vals["p1"], vals["p2"], vals["p3"], fit.sqrt_s)[bins].sum())
+
+    grad = []
+    for p in names:
+        h = 1e-4 * max(abs(v[p]), 1e-3)
+        grad.append((total({**v, p: v[p] + h}) - total({**v, p: v[p] - h})) / (2 * h))
+    cov = np.array([[mn.covariance[a, b] for b in names] for a in names])
+    g = np.asarray(grad)
+    return float(np.sqrt(max(g @ cov @ g, 0.0)))
+
+
+def upper_limit(hunt: Any, efficiency_error: float = 0.0, rel_width: float = 0.06) -> dict[str, float]:
+    """95% CL CLs upper limit (pyhf) on signal events after the cut in a window's SR: a Gaussian at the window
+    centre over the sideband fit's background, whose normalisation carries the fit's own extrapolation error and the
+    cut's SR efficiency error (in quadrature) as one correlated uncertainty."""
+    import pyhf
+    from scipy import special
+
+    fit = hunt.sideband_fit
+    sr = ~fit.mask
+    lo, hi = hunt.signal_region
+    centre = 0.5 * (lo + hi)
+    e = fit.edges
+    shape = np.diff(special.ndtr((e - centre) / (rel_width * centre)))[sr]
+    bkg = np.maximum(fit.background()[sr], 1e-3)
+    obs = fit.counts[sr]
+    rel = float(np.hypot(prediction_error(fit, sr) / bkg.sum(), efficiency_error))
+    spec = {"channels": [{"name": "sr", "samples": [
+        {"name": "signal", "data": (shape / shape.sum()).tolist(),
+         "modifiers": [{"name": "n_signal", "type": "normfactor", "data": None}]},
+        {"name": "background", "data": bkg.tolist(),
+         "modifiers": [{"name": "background_norm", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 0.01)}}]},
+    ]}]}  # fmt: skip
+    model = pyhf.Model(spec, poi_name="n_signal")
+    data = obs.tolist() + model.config.auxdata
+    hi_mu = max(10.0, 5.0 * (np.sqrt(bkg.sum()) + max(obs.sum() - bkg.sum(), 0.0)))
+    for _ in range(4):  # widen the bracket until CLs at its top is below 5%
+        bounds = model.config.suggested_bounds()
+        bounds[model.config.poi_index] = (0.0, 2.0 * hi_mu)  # the signal strength is a number of events here
+        try:
+            obs_limit, exp_limits = pyhf.infer.intervals.upper_limits.toms748_scan(
+                data, model, 1e-4 * hi_mu, hi_mu, level=0.05, par_bounds=bounds  # CLs is 0/0 at exactly 0
+            )
+            break
+        except ValueError:
+            hi_mu *= 4.0
+    else:
+        return {"limit_obs": np.nan, "limit_exp": np.nan, "limit_exp_lo": np.nan, "limit_exp_hi": np.nan}
+    return {"limit_obs": float(obs_limit), "limit_exp": float(exp_limits[2]),
+            "limit_exp_lo": float(exp_limits[1]), "limit_exp_hi": float(exp_limits[3])}  # fmt: skip
+
+
+def run_hunt(
+    sample: HuntSample,
+    windows: Sequence[tuple[float, float]],
+    methods: Sequence[str],
+    out: str | Path,
+    *,
+    efficiencies: Sequence[float] = (0.1, 0.01),
+    fit_range: tuple[float, float] | None = None,
+    edges: np.ndarray | None = None,
+    seed: int = 0,
+    generator_config: dict[str, dict[str, Any]] | None = None,
+    classifier_config: dict[str, Any] | None = None,
+    sideband_width: float | None = 0.4,
+    fit_toys: int = 30,
+    style: str = "CMS",
+    title: str = "anomalyhunt bump hunt",
+    console: Any = None,
+    timings: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Hunt in every window with every method and write the outputs to ``out``; returns the hunt table (one row per
+    method, window and cut, with local Z, fitted signal and the 95% CL upper limit on signal events)."""
+    from rich.console import Console
+
+    from .histio import save_hists
+    from .windows import hunt_fit_toys, hunt_windows
+
+    console = console or Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {} if timings is None else timings
+    start, before = time.perf_counter(), sum(timings.values())  # ``timings`` may hold the caller's earlier steps
+    edges = fit_edges(sample.m, windows, fit_range=fit_range) if edges is None else np.asarray(edges, float)
+    console.print(f"{sample.description}; fit range {edges[0] / 1000:g}-{edges[-1] / 1000:g} TeV")
+    for w in windows:
+        s = sample.signal_in(w)
+        n = int(((sample.m >= w[0]) & (sample.m < w[1])).sum())
+        console.print(f"  SR {w[0]:g}-{w[1]:g} TeV: {n} events" + ("" if s is None else
+                      f" ({s} injected signal, S/sqrt(B) = {s / np.sqrt(max(n - s, 1)):.2f})"))  # fmt: skip
+    hunt, results = hunt_windows(
+        sample.x, sample.m, windows, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
+        m_test=sample.m_test, y_test=sample.y_test, efficiencies=efficiencies, edges=edges,
+        generator_config=generator_config, classifier_config=classifier_config, seed=seed, keep_templates=True,
+        sideband_width=sideband_width,
+    )  # fmt: skip
+    timings["hunt"] = time.perf_counter() - start
+    t0 = time.perf_counter()
+    limits = [upper_limit(r.hunts[eff], r.efficiency_errors.get(eff, 0.0)) for r in results for eff in r.hunts]
+    hunt = pd.concat([hunt, pd.DataFrame(limits)], axis=1)
+    if sample.is_signal is not None:
+        hunt["injected_in_sr"] = [sample.signal_in((lo, hi)) for lo, hi in zip(hunt.sr_lo, hunt.sr_hi)]
+    timings["limits"] = time.perf_counter() - t0
+    hunt.to_csv(out / "hunt.csv", index=False)
+    hists = {f"{r.method}_{r.window[0]:g}-{r.window[1]:g}_eff{eff:g}": h for r in results for eff, h in r.hists.items()}
+    save_hists(hists, out / "hists.root")
+    save_hists(hists, out / "hists.pkl")
+
+    t0 = time.perf_counter()
+    globals_ = {m: hunt_fit_toys([r for r in results if r.method == m], fit_toys, seed=seed, progress=True)
+                for m in methods} if fit_toys else {}  # fmt: skip
+    timings["fit-only toys"] = time.perf_counter() - t0
+    summary = summarize_hunt(hunt, globals_)
+    plots = make_plots(out / "plots", hunt, results, sample, style)
+    timings["total"] = before + time.perf_counter() - start
+    write_report(out, title, summary, hunt, plots, sample, timings, fit_toys)
+    print_table(summary, title)
+    (out / "summary.json").write_text(json.dumps(
+        {"calibration": UNCALIBRATED, "data": sample.description, "fit_range_gev": [edges[0], edges[-1]],
+         "summary": summary.to_dict(orient="records"), "timings": timings}, indent=2, default=float))  # fmt: skip
+    console.print(f"report: {out / 'report.md'}  ({timings['total']:.0f} s in all; {UNCALIBRATED})")
+    return hunt
+
+
+def summarize_hunt(hunt: pd.DataFrame, globals_: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Per method: the window and cut with the largest local significance, the raw (no cut) significance in that
+    window, its 95% CL limit, the max SIC on a labelled test set (truth studies), and (given ``globals_``, method ->
+    :class:`~anomalyhunt.analysis.bumphunt.GlobalSignificance`) the global significance over all windows and cuts."""
+    rows = []
+    for method, g in hunt.groupby("method", sort=False):
+        cut = g[g.efficiency < 1.0] if (g.efficiency < 1.0).any() else g
+        best = cut.loc[cut.z.idxmax()]
+        raw = g[(g.efficiency == 1.0) & (g.sr_lo == best.sr_lo)].iloc[0]
+        rows.append({
+            "method": method, "window": f"{best.sr_lo:g}-{best.sr_hi:g}", "efficiency": best.efficiency,
+            "z_local": best.z, "z_raw": raw.z, "fitted_mean_gev": best.fitted_mean_gev,
+            "limit_obs": best.limit_obs, "limit_exp": best.limit_exp, "max_sic": best.get("max_sic"),
+            "seconds_train": g.seconds_train.sum(), "seconds_template": g.seconds_template.sum(),
+        })  # fmt: skip
+        if globals_ and method in globals_:
+            gl = globals_[method]
+            rows[-1] |= {"z_global_toys": gl.z, "z_global": gl.z_extrapolated, "n_eff_trials": gl.n_eff}
+    return pd.DataFrame(rows)
+
+
+def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample, style: str) -> dict[str, list[Path]]:
+    """Per method: the bump hunt of its best window and cut, template vs data there (template methods) and ROC/SIC
+    (truth studies); over all: the local p-value scan."""
+    from .plots import plot_bump_hunt, plot_pvalue_scan, plot_roc_sic, plot_template_vs_data
+
+    files: dict[str, list[Path]] = {}
+    curves = {}
+    for _, row in summarize_hunt(hunt).iterrows():
+        r = next(r for r in results if r.method == row.method and f"{r.window[0]:g}-{r.window[1]:g}" == row.window)
+        h = r.hunts[row.efficiency]
+        files[f"bump hunt, {row.method}"] = plot_bump_hunt(
+            h.sideband_fit, signal_fit=h.local.signal_fit, signal_region=h.signal_region, style=style,
+            title=f"{row.method}, SR {row.window} TeV, background efficiency {row.efficiency:g}",
+            path=out / f"bumphunt_{row.method}",
+        ).files  # fmt: skip
+        if r.test_scores is not None:
+            curves[f"{r.method} (SR {row.window} TeV)"] = {"scores": r.test_scores, "labels": r.test_labels}
+        if r.template is not None and r.method not in ("idealized", "cwola"):
+            in_sr = (sample.m >= r.window[0]) & (sample.m < r.window[1])
+            feats = list(sample.features)
+            files[f"template vs data, {r.method}, SR {row.window} TeV"] = plot_template_vs_data(
+                pd.DataFrame(r.template, columns=feats), pd.DataFrame(sample.x[in_sr], columns=feats), feats,
+                style=style, template_label=f"{r.method} template", path=out / f"template_vs_data_{r.method}",
+            ).files  # fmt: skip
+    scan = {}
+    for (method, eff), g in hunt[hunt.efficiency < 1.0].groupby(["method", "efficiency"], sort=False):
+        scan[f"{method}, eff {eff:g}"] = (g.centre.to_numpy() * 1000.0, g.p_local.to_numpy())
+    g = hunt[(hunt.efficiency == 1.0) & (hunt.method == hunt.method.iloc[0])]
+    scan["no cut"] = (g.centre.to_numpy() * 1000.0, g.p_local.to_numpy())
+    files["local p-value scan"] = plot_pvalue_scan(scan, style=style, path=out / "pvalue_scan").files
+    if curves:
+        files["ROC and SIC (labelled test set)"] = plot_roc_sic(curves, style=style, path=out / "roc_sic").files
+    return files
+
+
+def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFrame, plots: dict[str, list[Path]],
+                 sample: HuntSample, timings: dict[str, float], fit_toys: int) -> Path:  # fmt: skip
+    lines = [
+        f"# {title}", "", f"Data: {sample.description}.", "",
+        f"**Calibration: {UNCALIBRATED}.**", "",
+        "Local significances come from a binned Poisson likelihood ratio of dijet-function fits (background only vs "
+        "background + Gaussian signal with its mean floating in the SR); `z_raw` is the same fit before any cut. "
+        f"`z_global` covers all windows and cut levels of a method, from fit-only toys ({fit_toys} per method): "
+        "`z_global_toys` is the toys' own p-value (it cannot exceed the toy count's reach), `z_global` extrapolates "
+        "the local p-value with the effective number of trials `n_eff_trials` the toys measure. `limit_obs` / "
+        "`limit_exp`: 95% CL CLs upper limits (pyhf) on signal events after the cut in the window.", "",
+        "## Summary", "", markdown_table(summary), "",
+        "## Timing", "", *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
+        "## Plots", "",
+    ]  # fmt: skip
+    for name, paths in plots.items():
+        png = next(p for p in paths if p.suffix == ".png")
+        lines += [f"### {name}", "", f"![{name}]({png.relative_to(out)})", ""]
+    lines += ["## All windows", "", markdown_table(hunt.drop(columns=["seconds_train", "seconds_template"])), ""]  # fmt: skip
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    rows = [list(df.columns), ["---"] * len(df.columns)] + [[cell(v) for v in r] for r in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows)
+
+
+def print_table(summary: pd.DataFrame, title: str) -> None:
+    """The summary as a rich table, wide enough not to wrap in a log file."""
+    from rich.table import Table
+
+    from ..commands.search import console_for_tables
+
+    console = console_for_tables()
+    t = Table(title=f"{title}: best window per method ({UNCALIBRATED.split(':')[0]})")
+    for col in ("method", "window [TeV]", "bkg eff.", "local Z (cut)", "global Z", "Z before cut", "95% CL obs/exp",
+                "max SIC", "train s", "template s"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for _, r in summary.iterrows():
+        z_global = f"{r.z_global:.2f}" if "z_global" in r and pd.notna(r.z_global) else "-"
+        t.add_row(r.method, r.window, f"{r.efficiency:g}", f"{r.z_local:.2f}", z_global, f"{r.z_raw:.2f}",
+                  f"{r.limit_obs:.0f} / {r.limit_exp:.0f}",
+                  "-" if r.max_sic is None or pd.isna(r.max_sic) else f"{r.max_sic:.1f}",
+                  f"{r.seconds_train:.0f}", f"{r.seconds_template:.0f}")  # fmt: skip
+    console.print(t)

@@ -1,0 +1,113 @@
+"""``anomalyhunt hunt``: the sliding-window bump hunt on an analyst's own (unlabelled) feature tables."""
+
+from __future__ import annotations
+
+import argparse
+
+#: Methods run when none is named: a template generator and CWoLa hunting (no generator at all).
+DEFAULT_METHODS = ("cathode", "cwola")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "hunt",
+        help="bump hunt on your own data: windows, template methods, fits, limits and a report",
+        description="Run the bump hunt on feature tables (anomalyhunt process output of your data, LHCO .h5, Parquet); "
+        "a label column is ignored. For each window and method a CWoLa classifier (SR data vs the method's "
+        "background reference) scores every event out of fold, cuts at fixed background efficiencies select events "
+        "and a dijet fit of the selected mjj tests for a bump. Writes hunt.csv, summary.json, report.md, plots "
+        "(PNG + PDF), histograms (ROOT + hist pickle), 95%% CL CLs limits and config.json to OUT. With --inject FILE "
+        "--signal-events N, N events of FILE are added to the data (a sensitivity study; the only place truth enters).",
+    )
+    p.add_argument("--features", action="append", required=True, metavar="FILE_OR_DIR", help="data (repeatable)")
+    p.add_argument("--method", action="append", help=f"cwola or a template generator (repeatable; default "
+                                                     f"{', '.join(DEFAULT_METHODS)})")
+    p.add_argument("--sr", action="append", metavar="LO:HI", help="signal region in TeV (repeatable)")
+    p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
+    p.add_argument("--fit-range", metavar="LO:HI", help="mjj fit range in TeV (default: end of the trigger turn-on "
+                                                         "to the end of the data)")
+    p.add_argument("--efficiency", action="append", type=float, metavar="EFF",
+                   help="background efficiency of a cut (repeatable; default 0.1 and 0.01)")
+    p.add_argument("--feature", action="append", metavar="COLUMN", help="classifier input (repeatable; default "
+                                                                        "mj1 delta_mj tau21_j1 tau21_j2 delta_r)")
+    p.add_argument("--inject", metavar="FILE", help="signal table to draw injected events from")
+    p.add_argument("--signal-events", type=int, default=0, metavar="N", help="events injected from --inject")
+    p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE", help="e.g. cathode.epochs=8")
+    p.add_argument("--sideband-width", type=float, default=0.4, metavar="TEV",
+                   help="sidebands of generators trained on sidebands (TeV each side; default 0.4)")
+    p.add_argument("--fit-toys", type=int, default=30, metavar="N", help="fit-only toys per method (0: none)")
+    p.add_argument("--allow-partial", action="store_true", help="read partial or mixed processor outputs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("CMS", "ATLAS", "LHCb"), default="CMS")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=run)
+
+
+def windows_from_args(sr: list[str] | None, windows: str | None) -> list[tuple[float, float]]:
+    """``--sr LO:HI`` (repeated) or ``--windows LO:HI:WIDTH:STEP``, exactly one of them."""
+    from ..analysis.regions import parse_window, sliding_windows
+    from ..errors import ConfigError
+
+    if bool(sr) == bool(windows):
+        raise ConfigError("give the signal regions with --sr LO:HI (repeatable) or --windows LO:HI:WIDTH:STEP")
+    if sr:
+        return [parse_window(w) for w in sr]
+    try:
+        lo, hi, width, step = (float(v) for v in windows.split(":"))
+    except ValueError:
+        raise ConfigError(f"--windows {windows!r}: expected LO:HI:WIDTH:STEP in TeV") from None
+    return sliding_windows(lo, hi, width, step)
+
+
+def generator_options(items: list[str] | None, methods: list[str]) -> dict[str, dict]:
+    """``KEY=VALUE`` for every generator, ``METHOD.KEY=VALUE`` for one."""
+    from .search import _options
+
+    out: dict[str, dict] = {m: {} for m in methods}
+    for key, value in _options(items, "--generator-option").items():
+        method, _, k = key.rpartition(".")
+        for m in [method] if method else methods:
+            out.setdefault(m, {})[k] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..analysis.hunt import data_sample, run_hunt
+    from ..analysis.injection import DEFAULT_FEATURES
+    from ..analysis.regions import parse_window
+    from ..analysis.windows import CWOLA
+    from ..errors import ConfigError
+    from ..features import check_unique_events, load_feature_table
+    from ..models.base import GENERATORS
+    from ..runconfig import seed_everything, write_run_config
+
+    methods = list(args.method or DEFAULT_METHODS)
+    unknown = [m for m in methods if m != CWOLA and m not in GENERATORS]
+    if unknown:
+        raise ConfigError(f"unknown hunt method(s) {unknown}; available: {CWOLA}, {', '.join(GENERATORS.names())} "
+                          "(the idealized reference needs truth: use `anomalyhunt report`)")  # fmt: skip
+    windows = windows_from_args(args.sr, args.windows)
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    seed_everything(args.seed)
+    tables = [load_feature_table(f, args.allow_partial) for f in args.features]
+    data = pd.concat(tables, ignore_index=True)
+    inject = load_feature_table(args.inject, args.allow_partial) if args.inject else None
+    check_unique_events(pd.concat([data] + ([inject] if inject is not None else []), ignore_index=True),
+                        ", ".join(args.features + ([args.inject] if args.inject else [])))  # fmt: skip
+    sample = data_sample(data, tuple(args.feature or DEFAULT_FEATURES), source=", ".join(args.features),
+                         inject=inject, inject_source=args.inject or "", n_signal=args.signal_events, seed=args.seed)
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config["windows_resolved"] = [list(w) for w in windows]
+    config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
+    write_run_config(args.out, config)
+    run_hunt(
+        sample, windows, methods, args.out, efficiencies=tuple(args.efficiency or (0.1, 0.01)),
+        fit_range=parse_window(args.fit_range) if args.fit_range else None, seed=args.seed,
+        generator_config=generator_options(args.generator_option, [m for m in methods if m != CWOLA]),
+        sideband_width=args.sideband_width, fit_toys=args.fit_toys, style=args.style,
+        title="anomalyhunt bump hunt",
+    )  # fmt: skip
+    return 0
