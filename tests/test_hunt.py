@@ -90,10 +90,11 @@ def small_tables(shipped, tmp_path_factory) -> dict[str, Path]:
         (["--sr", "3.3:3.7", "--signal-events", "10"], r"--signal-events needs --inject"),
         ([], r"give the signal regions with --sr"),
         (["--sr", "3.3:3.7", "--method", "idealized"], r"unknown hunt method\(s\) \['idealized'\]"),
+        (["--sr", "3.3:3.7", "--method", "cwola"], r"cwola: features \['mj1', 'delta_mj', 'delta_r'\] scale with mjj"),
     ],
 )
 def test_bad_hunt_input_is_one_line(small_tables, tmp_path, capsys, extra, message):
-    args = ["hunt", "--features", str(small_tables["data"]), "--out", str(tmp_path / "h"), "--method", "cwola"]
+    args = ["hunt", "--features", str(small_tables["data"]), "--out", str(tmp_path / "h")]
     rc = cli(args + [a.format(**{k: str(v) for k, v in small_tables.items()}) for a in extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1, err
@@ -123,14 +124,14 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(shipped, tmp_path):
     assert rc == 0
     hunt = pd.read_csv(out / "hunt.csv")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["calibration"].startswith("uncalibrated")
+    assert summary["significance"] == "fit-fixed" and summary["calibration"]["cathode"].startswith("uncalibrated")
     for name in ("report.md", "hists.root", "hists.pkl", "config.json", "plots/pvalue_scan.png",
                  "plots/pvalue_scan.pdf", "plots/bumphunt_cathode.png"):  # fmt: skip
         assert (out / name).exists(), name
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
     assert at.injected_in_sr > 500 and away.injected_in_sr < 100
-    assert at.z > 3.0 and at.z > away.z + 2.0, (at.z, away.z)
+    assert at.z_fixed > 3.0 and at.z_fixed > away.z_fixed + 2.0, (at.z_fixed, away.z_fixed)
     assert at.limit_obs > at.limit_exp  # an excess: the observed limit sits above the expected one
 
 
@@ -143,10 +144,45 @@ def test_process_then_hunt_on_data_without_labels(lhco_dir, tmp_path):
     table = pd.read_parquet(next((tmp_path / "proc" / "mydata" / "features").glob("*.parquet")))
     assert len(table) == 25_000
     out = tmp_path / "hunt"
-    assert cli(["hunt", "--features", str(tmp_path / "proc" / "mydata"), "--sr", "3.3:3.7", "--method", "cwola",
-                "--fit-toys", "0", "--out", str(out)]) == 0  # fmt: skip
+    hunt_args = ["hunt", "--features", str(tmp_path / "proc" / "mydata"), "--sr", "3.3:3.7", "--method", "cwola",
+                 "--feature", "tau21_j1", "--feature", "tau21_j2", "--fit-toys", "0", "--out", str(out)]
+    assert cli(hunt_args) == 0
     hunt = pd.read_csv(out / "hunt.csv")
     assert sorted(hunt.efficiency) == [0.01, 0.1, 1.0] and hunt.limit_obs.notna().all()
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["inputs"][0]["status"] == "complete" and config["inputs"][0]["rows"] == 25_000
     assert "25000 data events" in (out / "report.md").read_text()
+    assert cli(hunt_args) == 0  # the same hunt again replaces its outputs
+    assert cli([*hunt_args[:-2], "--seed", "1", "--out", str(out)]) == 1  # another hunt into the same OUT: refused
+    timing = ["seconds_train", "seconds_template"]  # the only columns a re-run may change
+    pd.testing.assert_frame_equal(pd.read_csv(out / "hunt.csv").drop(columns=timing), hunt.drop(columns=timing))
+
+
+def test_null_study_resumes_and_calibrates_the_global_p_value(small_tables, tmp_path, capsys):
+    """`bench hunt` (background-only hunts, resumable) feeds `hunt --null`: a few toys, the same machinery as the
+    calibration study in the README."""
+    study = tmp_path / "null"
+    tau = ["--feature", "tau21_j1", "--feature", "tau21_j2"]
+    args = ["bench", "hunt", "--method", "cwola", "--samples", "3", "--fraction", "0.1", "--sr", "3.3:3.7",
+            "--sr", "3.9:4.3", *tau, "--out", str(study)]  # fmt: skip
+    assert cli(args) == 0
+    first = (study / "values.jsonl").read_text()
+    assert len(first.splitlines()) == 3 * 2 * 2  # samples x windows x cuts
+    capsys.readouterr()
+    assert cli(args) == 0  # a re-run resumes: nothing recomputed, nothing doubled
+    assert "3 (sample, method) hunts already" in capsys.readouterr().out
+    assert (study / "values.jsonl").read_text() == first
+    assert cli([*args[:-2], "--seed", "5", "--out", str(study)]) == 1  # another study into the same OUT
+    assert "holds a calibration study with other settings" in capsys.readouterr().err
+
+    out = tmp_path / "hunt"
+    assert cli(["hunt", "--features", str(small_tables["data"]), "--method", "cwola", "--sr", "3.3:3.7", "--sr",
+                "3.9:4.3", *tau, "--null", str(study), "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"]["cwola"].startswith("calibrated: 3 background-only hunts")
+    row = summary["summary"][0]
+    assert row["p_global"] in (0.25, 0.5, 0.75, 1.0) and row["n_null"] == 3  # (k + 1) / (n + 1) with n = 3
+    capsys.readouterr()
+    assert cli(["hunt", "--features", str(small_tables["data"]), "--method", "cwola", "--sr", "3.3:3.7", *tau,
+                "--null", str(study), "--out", str(tmp_path / "h2")]) == 1  # fmt: skip
+    assert "calibration study made for windows [[3.3, 3.7], [3.9, 4.3]]" in capsys.readouterr().err

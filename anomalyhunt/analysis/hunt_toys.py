@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .bumphunt import GlobalSignificance, full_pipeline_toys
 from .injection import inject_signal
 from .regions import Regions
-from .windows import hunt_fit_toys, hunt_windows
+from .windows import hunt_fit_toys, hunt_windows, local_z
 
 
 def subsamples(n_events: int, fraction: float, n: int, seed: int) -> list[np.ndarray]:
@@ -47,9 +47,9 @@ def hunt_once(bkg: pd.DataFrame, sig: pd.DataFrame, n_signal: int, seed: int, *,
     return results
 
 
-def max_local_z(results: Sequence) -> float:
+def max_local_z(results: Sequence, significance: str = "fit-fixed") -> float:
     """Largest local Z over the windows and the cut levels (no-cut spectra excluded)."""
-    return max(h.local.z for r in results for eff, h in r.hunts.items() if eff < 1.0)
+    return max(local_z(h, significance) for r in results for eff, h in r.hunts.items() if eff < 1.0)
 
 
 def pipeline_toys(

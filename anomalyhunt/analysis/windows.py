@@ -25,6 +25,7 @@ from .bumphunt import (
     BumpHunt,
     GlobalSignificance,
     bump_hunt,
+    counting_significance,
     efficiency_cuts,
     global_from_toys,
     local_significance,
@@ -61,6 +62,8 @@ class WindowResult:
     ref_scores: np.ndarray | None = None  # out-of-fold scores of the reference (template) events, and their mjj
     ref_mjj: np.ndarray | None = None
     efficiency_errors: dict[float, float] = field(default_factory=dict)  # relative SR efficiency error per cut
+    direct: dict[float, dict[str, float]] = field(default_factory=dict)  # direct estimate per cut (direct_count)
+    closure: dict[float, float] = field(default_factory=dict)  # its relative closure uncertainty per cut
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -69,6 +72,12 @@ class WindowResult:
                 "method": self.method, "sr_lo": self.window[0], "sr_hi": self.window[1],
                 "centre": 0.5 * (self.window[0] + self.window[1]), "efficiency": eff, "z": h.local.z,
                 "p_local": h.local.p_value, "fitted_signal": h.local.signal, "fitted_mean_gev": h.local.mean,
+                "z_fixed": h.fixed.z if h.fixed is not None else np.nan,
+                "z_direct": self.direct.get(eff, {}).get("z", np.nan),
+                "observed_direct": self.direct.get(eff, {}).get("observed", np.nan),
+                "expected_direct": self.direct.get(eff, {}).get("expected", np.nan),
+                "expected_direct_stat": self.direct.get(eff, {}).get("stat_error", np.nan),
+                "closure_direct": self.closure.get(eff, np.nan),
                 "observed_sr": h.observed_sr, "predicted_sr": h.predicted_sr,
                 "efficiency_error": self.efficiency_errors.get(eff, 0.0), **self.metrics,
                 "seconds_train": self.seconds_train, "seconds_template": self.seconds_template,
@@ -82,8 +91,9 @@ def score_window(
     folds: int = 3, seed: int = 0, ref_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Scores (NaN outside ``fit_mask`` and the SR) for every data event, out-of-fold scores of the reference, and
-    the fold-mean score of ``x_test``. ``ref_rows``: the positions in ``x`` of reference events that are data
-    themselves (CWoLa hunting's sidebands); they keep their out-of-fold reference scores."""
+    the fold-mean score of ``x_test``, and the folds of the SR data and of the reference. ``ref_rows``: the positions
+    in ``x`` of reference events that are data themselves (CWoLa hunting's sidebands); they keep their out-of-fold
+    reference scores."""
     in_sr = (m >= window[0]) & (m < window[1])
     others = fit_mask & ~in_sr
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB0A7]))
@@ -107,7 +117,7 @@ def score_window(
     scores[in_sr], scores[others] = s1, so
     if ref_rows is not None:  # trained on: only the folds that left them out may score them
         scores[ref_rows] = s0
-    return scores, s0, test
+    return scores, s0, test, (f1, f0)
 
 
 def calibrated_cuts(
@@ -174,9 +184,23 @@ def apply_cuts(
     return res
 
 
+#: The local significance of a (window, cut), by name: the hunt-table column it is in.
+SIGNIFICANCES = {"fit-fixed": "z_fixed", "fit-floating": "z", "direct": "z_direct"}
+
+
+def local_z(hunt: BumpHunt, significance: str = "fit-fixed") -> float:
+    """A bump hunt's local Z as ``significance`` defines it (the fit-based ones)."""
+    if significance == "fit-fixed":
+        return hunt.fixed.z
+    if significance == "fit-floating":
+        return hunt.local.z
+    raise ConfigError(f"no fit-based local Z {significance!r}: use fit-fixed or fit-floating")
+
+
 def hunt_fit_toys(results: Sequence[WindowResult], n_toys: int = 30, *, seed: int = 0,
-                  progress: bool = False) -> GlobalSignificance:
-    """Global significance of the largest local Z over the windows and cut levels of one method's ``results``, from
+                  progress: bool = False, significance: str = "fit-fixed") -> GlobalSignificance:
+    """Global significance of the largest local Z (``significance``: with the Gaussian's mean fixed at the window
+    centre or floating in the SR) over the windows and cut levels of one method's ``results``, from
     **fit-only toys**: each (window, cut) spectrum is replaced by a Poisson draw of its background-only dijet fit
     (the SR scaled by an efficiency error drawn from the calibration's constraint) and the SR test is redone;
     classifiers are not retrained (``anomalyhunt bench toys`` does that). Overlapping windows and nested cuts are
@@ -199,10 +223,11 @@ def hunt_fit_toys(results: Sequence[WindowResult], n_toys: int = 30, *, seed: in
                 sr = null.nuisance.bins(null.edges)
                 mu = np.where(sr, mu * max(1.0 + rng.normal(0.0, null.nuisance.rel_error), 0.0), mu)
             toy = (rng.poisson(mu).astype(float), null.edges)
-            z.append(local_significance(toy, 0.5 * (lo + hi), mean_range=(lo, hi), nuisance=null.nuisance,
+            floating = (lo, hi) if significance == "fit-floating" else None
+            z.append(local_significance(toy, 0.5 * (lo + hi), mean_range=floating, nuisance=null.nuisance,
                                         seed=seed).z)  # fmt: skip
         toy_max[i] = max(z)
-    return global_from_toys(max(h.local.z for h in hunts), toy_max, "fit-only toys")
+    return global_from_toys(max(local_z(h, significance) for h in hunts), toy_max, "fit-only toys")
 
 
 def hunt_windows(
@@ -271,7 +296,7 @@ def hunt_windows(
             t_template = time.perf_counter() - t0
         t0 = time.perf_counter()
         test_sel = None if m_test is None else regions.sr_mask(m_test)
-        scores, ref_scores, s_test = score_window(
+        scores, ref_scores, s_test, (f_sr, f_ref) = score_window(
             x, m, window, x_ref, fit_mask=fit_mask, x_test=None if test_sel is None else x_test[test_sel],
             classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i, ref_rows=ref_rows,
         )  # fmt: skip
@@ -281,9 +306,54 @@ def hunt_windows(
                            template=x_ref if keep_templates else None, scores=scores[scored],
                            mjj=m[scored] * 1000.0, ref_scores=ref_scores, ref_mjj=m_ref * 1000.0)  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
+        res.direct = {eff: direct_count(scores[sr], f_sr, ref_scores, f_ref, eff) for eff in efficiencies}
         if s_test is not None and y_test[test_sel].min() != y_test[test_sel].max():
             res.metrics = metrics.summarize(y_test[test_sel], s_test)
             res.test_scores, res.test_labels = s_test, y_test[test_sel]
         results.append(res)
+    add_closure(results)
     table = pd.DataFrame([row for r in results for row in r.rows()])
     return table, results
+
+
+def direct_count(
+    sr_scores: np.ndarray, sr_folds: np.ndarray, ref_scores: np.ndarray, ref_folds: np.ndarray, efficiency: float
+) -> dict[str, float]:
+    """Direct background estimation for one cut (arXiv 2411.00085): per fold, the threshold is the reference's
+    (1 - efficiency) score quantile, and the expected background after the cut is the background fraction above it
+    times the SR data count (which includes any signal: conservative). Every score is out of fold.
+
+    Returns observed and expected SR counts after the cut, and the expectation's statistical error from the
+    reference's size (the spread of the generator itself enters through :func:`add_closure`)."""
+    observed = expected = var = 0.0
+    for k in np.unique(ref_folds):
+        ref_k, sr_k = np.sort(ref_scores[ref_folds == k])[::-1], sr_scores[sr_folds == k]
+        n, above = len(ref_k), int(efficiency * len(ref_k))
+        # The threshold is the (above + 1)-th highest reference score: the background fraction above it follows
+        # Beta(above + 1, n - above), mean (above + 1) / (n + 1) -- not above / n, which is biased low by ~1 / above.
+        threshold = ref_k[min(above, n - 1)]
+        eps, eps_var = (above + 1) / (n + 1), (above + 1) * (n - above) / ((n + 1) ** 2 * (n + 2))
+        observed += float(np.sum(sr_k > threshold))
+        expected += eps * len(sr_k)
+        var += len(sr_k) ** 2 * eps_var
+    return {"observed": observed, "expected": expected, "stat_error": float(np.sqrt(var))}
+
+
+def add_closure(results: Sequence["WindowResult"]) -> None:
+    """The closure uncertainty of the direct estimate, measured in the other windows of the same method and cut that
+    do not overlap this one (they are sideband validation windows for it): the relative residual
+    (observed - expected) / expected, its mean square less what their statistics explain. It covers the template's
+    mismodelling (bias and spread between trainings); with no such window it is unknown (NaN) and the direct
+    significance is not quoted."""
+    for res in results:
+        res.closure = {}
+        others = [o for o in results if o.method == res.method and (o.window[1] <= res.window[0]
+                                                                      or o.window[0] >= res.window[1])]
+        for eff, d in res.direct.items():
+            rel2 = [((o.direct[eff]["observed"] - o.direct[eff]["expected"]) ** 2
+                     - o.direct[eff]["expected"] - o.direct[eff]["stat_error"] ** 2) / max(o.direct[eff]["expected"], 1.0) ** 2
+                    for o in others]  # fmt: skip
+            closure = float(np.sqrt(max(np.mean(rel2), 0.0))) if rel2 else float("nan")
+            res.closure[eff] = closure
+            sigma = np.hypot(d["stat_error"], (0.0 if np.isnan(closure) else closure) * d["expected"])
+            d["z"] = counting_significance(d["observed"], d["expected"], sigma) if rel2 else float("nan")

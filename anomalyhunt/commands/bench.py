@@ -603,3 +603,89 @@ register_benchmark(
     add_arguments=_toys_arguments,
     run=run_toys_bench,
 )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bench hunt: calibration of the local significance under background only
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Non-overlapping windows of the calibration study (TeV).
+CALIBRATION_WINDOWS = ((3.0, 3.4), (3.4, 3.8), (3.8, 4.2))
+
+
+def _hunt_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", action="append", help="methods (repeatable; default idealized, cwola, cathode)")
+    p.add_argument("--samples", type=int, default=8, help="background-only samples per method (default 8)")
+    p.add_argument("--fraction", type=float, default=0.25,
+                   help="fraction of the QCD in each sample; disjoint within blocks of 1/fraction (default 0.25)")
+    p.add_argument("--features", action="append", metavar="FILE_OR_DIR",
+                   help="background feature tables (label 0 rows; default: the QCD shipped with the package)")
+    p.add_argument("--feature", action="append", metavar="COLUMN", help="classifier input (repeatable; default "
+                                                                        "mj1 delta_mj tau21_j1 tau21_j2 delta_r)")
+    p.add_argument("--sr", action="append", metavar="LO:HI", help="signal region in TeV (repeatable; default "
+                                                                  "3.0-3.4, 3.4-3.8, 3.8-4.2)")
+    p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_results/hunt", help="output directory; a re-run resumes (default "
+                                                               "bench_results/hunt)")
+
+
+def run_hunt_bench(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+    from rich.table import Table
+
+    from ..analysis.hunt_calibration import calibration_values, summarize_calibration
+    from ..analysis.injection import split_by_label
+    from ..demo import CLASSIFIER_CONFIG, EFFICIENCIES, FEATURES, GENERATOR_CONFIG, SIDEBAND_WIDTH, shipped_features
+    from ..features import check_unique_events, load_feature_table
+    from ..runconfig import seed_everything, write_run_config
+    from .hunt import windows_from_args
+    from .search import console_for_tables
+
+    torch.set_num_threads(1)
+    seed_everything(args.seed)
+    windows = windows_from_args(args.sr, args.windows) if (args.sr or args.windows) else CALIBRATION_WINDOWS
+    features = tuple(args.feature or FEATURES)
+    shipped = shipped_features()
+    sig = shipped[shipped.label == 1].reset_index(drop=True)  # only needed by the injection split (0 injected)
+    if args.features:
+        tables = [load_feature_table(f) for f in args.features]
+        check_unique_events(pd.concat(tables, ignore_index=True), ", ".join(args.features))
+        bkg = pd.concat([split_by_label(t, f)[0] for t, f in zip(tables, args.features)], ignore_index=True)
+    else:
+        bkg = shipped[shipped.label == 0].reset_index(drop=True)
+    methods = args.method or ["idealized", "cwola", "cathode"]
+    settings = {"efficiencies": list(EFFICIENCIES), "generator_config": GENERATOR_CONFIG,
+                "classifier_config": CLASSIFIER_CONFIG, "sideband_width": SIDEBAND_WIDTH,
+                "features_files": args.features}  # fmt: skip
+    write_run_config(args.out, {**vars(args), "func": None, "methods": methods, **settings})
+    values = calibration_values(
+        bkg, sig, args.out, methods=methods, n_samples=args.samples, fraction=args.fraction,
+        windows=windows, features=features, seed=args.seed, settings=settings,
+        efficiencies=EFFICIENCIES, generator_config=GENERATOR_CONFIG, classifier_config=CLASSIFIER_CONFIG,
+        sideband_width=SIDEBAND_WIDTH,
+    )  # fmt: skip
+    summary = summarize_calibration(values, per_block=max(int(1 / args.fraction), 1))
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
+    t = Table(title=f"background-only hunts: {len(bkg):,} QCD events, samples of {args.fraction:g}, "
+                    f"{len(windows)} windows x {len(EFFICIENCIES)} cuts")
+    for col in ("method", "local Z", "values", "pooled SD", "window means", "largest", "global p: median",
+                "KS p (uniform)"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for _, r in summary.iterrows():
+        t.add_row(r.method, r.statistic, str(r.n_values), f"{r.pooled_sd:.2f}", f"{r.mean_min:+.2f} .. "
+                  f"{r.mean_max:+.2f}", f"{r['max']:.2f}", f"{r.median_global_p:.2f} ({r.n_global})",
+                  f"{r.ks_p:.2f}")  # fmt: skip
+    console_for_tables().print(t)
+    print(f"values in {args.out}/values.jsonl, summary in {args.out}/summary.json")
+    return 0
+
+
+register_benchmark(
+    "hunt",
+    help="calibration of the hunt's local significance: background-only hunts (generators and classifiers "
+         "retrained) on disjoint subsamples, the spread of three significance definitions side by side (resumable)",
+    add_arguments=_hunt_arguments,
+    run=run_hunt_bench,
+)

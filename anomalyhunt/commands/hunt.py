@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-#: Methods run when none is named: a template generator and CWoLa hunting (no generator at all).
-DEFAULT_METHODS = ("cathode", "cwola")
+#: The method run when none is named (its local Z is calibrated under background only; README).
+DEFAULT_METHODS = ("cathode",)
+#: Features that scale with mjj: CWoLa hunting (SR against neighbouring sidebands) learns mjj from them and sculpts
+#: a bump (background-only local Z up to 13.7 with mj1 and delta_mj among the inputs; calibrated with tau21 only).
+MASS_CORRELATED = ("mj1", "mj2", "delta_mj", "delta_r", "pt_j1", "pt_j2")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE", help="e.g. cathode.epochs=8")
     p.add_argument("--sideband-width", type=float, default=0.4, metavar="TEV",
                    help="sidebands of generators trained on sidebands (TeV each side; default 0.4)")
-    p.add_argument("--fit-toys", type=int, default=30, metavar="N", help="fit-only toys per method (0: none)")
+    p.add_argument("--significance", choices=("fit-fixed", "fit-floating", "direct"), default="fit-fixed",
+                   help="local significance: dijet fit with the Gaussian at the window centre (default; calibrated "
+                        "under background only), with its mean floating in the SR, or direct background estimation")
+    p.add_argument("--null", metavar="DIR", help="background-only hunts of the same windows and cuts "
+                                                 "(anomalyhunt bench hunt --out DIR): the calibrated global p-value")
+    p.add_argument("--fit-toys", type=int, default=30, metavar="N",
+                   help="fit-only toys per method for an uncalibrated global Z without --null (0: none)")
     p.add_argument("--allow-partial", action="store_true", help="read partial or mixed processor outputs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("CMS", "ATLAS", "LHCb"), default="CMS")
@@ -71,10 +80,41 @@ def generator_options(items: list[str] | None, methods: list[str]) -> dict[str, 
     return out
 
 
+def _config(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def check_out_dir(args: argparse.Namespace) -> None:
+    """A hunt's OUT holds one hunt: re-running the same one replaces it; a different one is refused (its files would
+    mix with the earlier hunt's)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    out = Path(args.out)
+    if not (out / "summary.json").exists() and not (out / "hunt.csv").exists():
+        return
+    try:
+        before = json.loads((out / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        before = None
+    now = json.loads(json.dumps(_config(args), default=str))
+    if before is None or {k: v for k, v in before.items() if k in now} != now:
+        raise ConfigError(f"{out}: holds another hunt (its config.json differs); use another --out")
+    for name in ("plots", "hunt.csv", "summary.json", "report.md", "hists.root", "hists.pkl"):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..analysis.hunt import data_sample, run_hunt
+    from ..analysis.hunt import NullStudy, data_sample, run_hunt
     from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
     from ..analysis.windows import CWOLA
@@ -91,15 +131,21 @@ def run(args: argparse.Namespace) -> int:
     windows = windows_from_args(args.sr, args.windows)
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    features = tuple(args.feature or DEFAULT_FEATURES)
+    correlated = [f for f in features if f in MASS_CORRELATED]
+    if CWOLA in methods and correlated:
+        raise ConfigError(f"cwola: features {correlated} scale with mjj, so CWoLa hunting would sculpt a bump; give "
+                          "mass-decorrelated inputs, e.g. --feature tau21_j1 --feature tau21_j2")
+    check_out_dir(args)
     seed_everything(args.seed)
     tables = [load_feature_table(f, args.allow_partial) for f in args.features]
     data = pd.concat(tables, ignore_index=True)
     inject = load_feature_table(args.inject, args.allow_partial) if args.inject else None
     check_unique_events(pd.concat([data] + ([inject] if inject is not None else []), ignore_index=True),
                         ", ".join(args.features + ([args.inject] if args.inject else [])))  # fmt: skip
-    sample = data_sample(data, tuple(args.feature or DEFAULT_FEATURES), source=", ".join(args.features),
+    sample = data_sample(data, features, source=", ".join(args.features),
                          inject=inject, inject_source=args.inject or "", n_signal=args.signal_events, seed=args.seed)
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
     write_run_config(args.out, config)
@@ -107,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         sample, windows, methods, args.out, efficiencies=tuple(args.efficiency or (0.1, 0.01)),
         fit_range=parse_window(args.fit_range) if args.fit_range else None, seed=args.seed,
         generator_config=generator_options(args.generator_option, [m for m in methods if m != CWOLA]),
-        sideband_width=args.sideband_width, fit_toys=args.fit_toys, style=args.style,
-        title="anomalyhunt bump hunt",
+        sideband_width=args.sideband_width, fit_toys=args.fit_toys, significance=args.significance,
+        null=NullStudy.load(args.null) if args.null else None, style=args.style, title="anomalyhunt bump hunt",
     )  # fmt: skip
     return 0
