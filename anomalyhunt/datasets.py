@@ -9,6 +9,8 @@ Each entry under ``datasets:``::
       label: 0 | 1 | null              # background / signal / data
       xsec: 1.0                        # optional, pb
       jet_radius: 1.0                  # optional, overrides the format's convention
+      axes: onepass_kt | kt | wta_kt   # optional, N-subjettiness axes
+      puppi: false                     # optional: cluster PFNano candidates without PUPPI weights
       generate: {process: signal, events: 200, seed: 1}   # format generated: made (and cached) on first use
 """
 
@@ -27,7 +29,8 @@ from .errors import ConfigError
 from .processors.formats import FORMATS
 
 _ROOT_FORMATS = ("nanoaod", "pfnanoaod")
-_KEYS = {"format", "files", "treename", "label", "xsec", "jet_radius", "axes", "generate", "description"}
+_KEYS = {"format", "files", "treename", "label", "xsec", "jet_radius", "axes", "puppi", "generate", "description"}
+_AXES = ("onepass_kt", "kt", "wta_kt")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -41,6 +44,7 @@ class Dataset:
     xsec: float | None = None
     jet_radius: float | None = None
     axes: str | None = None
+    puppi: bool | None = None
     generate: dict[str, Any] | None = None
     missing: list[str] = field(default_factory=list)
 
@@ -54,6 +58,8 @@ class Dataset:
             meta["jet_radius"] = self.jet_radius
         if self.axes is not None:
             meta["axes"] = self.axes
+        if self.puppi is not None:
+            meta["puppi"] = self.puppi
         return meta
 
 
@@ -96,8 +102,13 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
     if files_raw is not None and not (isinstance(files_raw, list) and all(isinstance(f, str) for f in files_raw)):
         raise ConfigError(f"{where}: key 'files' must be a path or a list of paths")
     for key in ("xsec", "jet_radius"):
-        if raw.get(key) is not None and not isinstance(raw[key], (int, float)):
-            raise ConfigError(f"{where}: key {key!r} must be a number, got {raw[key]!r}")
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ConfigError(f"{where}: key {key!r} must be a positive number, got {value!r}")
+    if raw.get("axes") is not None and raw["axes"] not in _AXES:
+        raise ConfigError(f"{where}: key 'axes' must be one of {list(_AXES)}, got {raw['axes']!r}")
+    if raw.get("puppi") is not None and not isinstance(raw["puppi"], bool):
+        raise ConfigError(f"{where}: key 'puppi' must be true or false, got {raw['puppi']!r}")
     files, missing = [], []
     for f in files_raw or []:
         try:
@@ -108,7 +119,8 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
         (files.extend(hits) if hits else missing.append(pattern))
     return Dataset(
         name=name, format=fmt, files=files, label=label, treename=raw.get("treename", "Events"),
-        xsec=raw.get("xsec"), jet_radius=raw.get("jet_radius"), axes=raw.get("axes"), generate=gen, missing=missing,
+        xsec=raw.get("xsec"), jet_radius=raw.get("jet_radius"), axes=raw.get("axes"), puppi=raw.get("puppi"),
+        generate=gen, missing=missing,
     )  # fmt: skip
 
 

@@ -10,16 +10,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 from .datasets import Dataset
 from .features import load_feature_table
@@ -39,6 +36,18 @@ CLASSIFIER_CONFIG = {"n_ensemble": 2, "n_threads": 1}
 #: Fit-only toys per method for the global significance (the toys' own p-value bottoms out at 1 / (FIT_TOYS + 1);
 #: beyond that the effective number of trials they measure extrapolates it).
 FIT_TOYS = 30
+
+
+def shipped_null():
+    """Background-only hunts made for the demo's configuration (windows, cuts, methods, settings; samples of a
+    quarter of the shipped QCD): the calibrated global significance of the demo. ``None`` if not shipped."""
+    from .analysis.hunt import NullStudy
+
+    path = resources.files("anomalyhunt") / "data" / "demo_null"
+    if not (path / "values.jsonl").is_file():
+        return None
+    with resources.as_file(path) as p:
+        return NullStudy.load(p)
 
 
 def shipped_features() -> pd.DataFrame:
@@ -140,5 +149,6 @@ def hunt_report(
     return run_hunt(
         hunt_sample, windows, methods, out, efficiencies=efficiencies, seed=seed, generator_config=GENERATOR_CONFIG,
         classifier_config=CLASSIFIER_CONFIG, sideband_width=SIDEBAND_WIDTH, fit_toys=FIT_TOYS, style=style,
+        null=shipped_null() if tuple(windows) == WINDOWS and tuple(efficiencies) == EFFICIENCIES else None,
         title="anomalyhunt demo", console=console, timings=timings,
     )  # fmt: skip

@@ -125,6 +125,8 @@ def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.Data
         table = read_lhco_features(p)
     else:
         raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")
+    if len(table) == 0:
+        raise InputError(p, "feature table holds no events")
     if "source" not in table.columns:
         table["source"] = file_tag(str(p))
     table["source"] = table["source"].astype("category")

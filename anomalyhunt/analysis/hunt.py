@@ -111,9 +111,6 @@ def data_sample(
     """A :class:`HuntSample` of data events (any ``label`` column ignored), plus ``n_signal`` events drawn with
     ``seed`` from the separate table ``inject`` for a sensitivity study."""
     m = mjj_tev(table, source)
-    bad = ~np.isfinite(m)
-    if bad.any():
-        raise InputError(source, f"non-finite mjj in {int(bad.sum())} events")
     x = feature_matrix(table, features, source)
     desc = f"{len(m)} data events ({source})"
     if inject is None:

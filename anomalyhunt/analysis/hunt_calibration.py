@@ -1,4 +1,5 @@
-"""Does a hunt's local significance hold under background only? Background-only hunts on disjoint subsamples.
+"""Does a hunt's local significance hold under background only? Background-only hunts on disjoint subsamples
+(and, with signal injected, the sensitivity on the same machinery).
 
 Every background-only sample goes through the whole hunt (generator and classifiers retrained, cuts, fits, the direct
 estimate); its local Z per window, cut and significance definition is one value. Three definitions are compared on
@@ -29,15 +30,16 @@ STATISTICS = ("z", "z_fixed", "z_direct")
 def calibration_values(
     bkg: pd.DataFrame, sig: pd.DataFrame, out: str | Path, *, methods: Sequence[str], n_samples: int,
     fraction: float, windows: Sequence[tuple[float, float]], features: Sequence[str], seed: int = 0,
-    settings: dict[str, Any] | None = None, progress: bool = True, **hunt_options: Any,
+    n_signal: int = 0, settings: dict[str, Any] | None = None, progress: bool = True, **hunt_options: Any,
 ) -> pd.DataFrame:
-    """Run (or resume) the background-only hunts; one row per sample, method, window and cut."""
+    """Run (or resume) the hunts; one row per sample, method, window and cut. ``n_signal`` > 0 injects that many
+    events of ``sig`` into every sample (a sensitivity study on the same machinery)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {**(settings or {}), "fraction": fraction, "windows": [list(w) for w in windows],
-                "features": list(features), "seed": seed, "n_events": len(bkg)}  # fmt: skip
+                "features": list(features), "seed": seed, "n_events": len(bkg), "n_signal": n_signal}  # fmt: skip
     stamp = out / "study.json"
     if stamp.exists() and json.loads(stamp.read_text()) != json.loads(json.dumps(settings, default=str)):
         raise ConfigError(f"{out}: holds a calibration study with other settings (see study.json); use another --out")
@@ -48,9 +50,10 @@ def calibration_values(
     todo = [(i, m) for i in range(n_samples) for m in methods if (i, m) not in done]
     if done:
         print(f"resuming: {len(done)} (sample, method) hunts already in {values}, {len(todo)} to run")
-    for i, method in tqdm(todo, desc="background-only hunts", unit="hunt", disable=not progress):
+    desc = f"hunts with {n_signal} signal events" if n_signal else "background-only hunts"
+    for i, method in tqdm(todo, desc=desc, unit="hunt", disable=not progress):
         sample = bkg.iloc[rows[i]].reset_index(drop=True)
-        results = hunt_once(sample, sig, 0, seed + i, method=method, windows=windows, features=features,
+        results = hunt_once(sample, sig, n_signal, seed + i, method=method, windows=windows, features=features,
                             **hunt_options)  # fmt: skip
         with values.open("a") as f:
             for r in results:
@@ -87,6 +90,15 @@ def global_p_values(values: pd.DataFrame, method: str, statistic: str, per_block
             p.append((np.sum(null >= obs) + 1) / (len(null) + 1))
     p = np.asarray(p)
     return p, float(stats.kstest(p, "uniform").pvalue) if len(p) > 1 else float("nan")
+
+
+def sensitivity(values: pd.DataFrame, statistic: str = "z_fixed") -> pd.DataFrame:
+    """Per method and window: the median over samples of the largest local Z over the cuts, and how many samples
+    reach 3."""
+    best = values.groupby(["method", "sr_lo", "sr_hi", "sample"])[statistic].max().reset_index()
+    return best.groupby(["method", "sr_lo", "sr_hi"], sort=False)[statistic].agg(
+        median="median", n_samples="size", n_above_3=lambda z: int((z >= 3).sum())
+    ).reset_index()
 
 
 def summarize_calibration(values: pd.DataFrame, per_block: int | None = None) -> pd.DataFrame:

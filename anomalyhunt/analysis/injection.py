@@ -67,7 +67,11 @@ def mjj_tev(table: pd.DataFrame, source: str = "feature table") -> np.ndarray:
     """The conditioning mass m_jj in TeV."""
     if "mjj" not in table.columns:
         raise InputError(source, "no 'mjj' column")
-    return table["mjj"].to_numpy(np.float64) / 1000.0
+    m = table["mjj"].to_numpy(np.float64) / 1000.0
+    bad = ~np.isfinite(m)
+    if bad.any():  # such events would silently fall out of every SR and sideband
+        raise InputError(source, f"non-finite mjj in {int(bad.sum())} events")
+    return m
 
 
 @dataclass

@@ -118,7 +118,28 @@ class SearchConfig:
             raise ConfigError("search config: give n_signal or significance")
         if self.folds < 2:
             raise ConfigError(f"search config: folds={self.folds}, need >= 2")
+        if self.seed < 0:
+            raise ConfigError(f"search config: seed={self.seed}, need >= 0")
+        self._check_classifier_and_device()
         check_feature_columns(self.features, source="search config 'features'")
+
+    def _check_classifier_and_device(self) -> None:
+        """Unknown classifier options and a CUDA device without CUDA fail here, in one line, before any work."""
+        from ..models.base import DISCRIMINATORS
+        from ..models.nn import pick_device
+
+        if self.classifier not in DISCRIMINATORS.names():
+            raise ConfigError(f"search config: unknown classifier {self.classifier!r}; available: "
+                              f"{', '.join(DISCRIMINATORS.names())}")  # fmt: skip
+        allowed = set(getattr(DISCRIMINATORS.get(self.classifier), "DEFAULTS", {})) | {"device", "preset"}
+        unknown = sorted(set(self.classifier_config) - allowed)
+        if unknown:
+            raise ConfigError(f"search config: unknown {self.classifier} classifier option(s) {unknown}; available: "
+                              f"{sorted(allowed - {'seed'})}")  # fmt: skip
+        try:
+            pick_device(self.device)
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError(f"search config: {err}") from None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":

@@ -35,6 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from ..processors import run_process
     from ..runconfig import write_run_config
 
+    from ..errors import ConfigError
+
+    for flag, value in (("--chunksize", args.chunksize), ("--workers", args.workers),
+                        ("--n-constituents", args.n_constituents)):  # fmt: skip
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be >= 1")
+    if args.jet_radius is not None and not args.jet_radius > 0:
+        raise ConfigError(f"--jet-radius {args.jet_radius}: must be > 0")
     datasets = load_datasets(args.datasets, args.names)
     config = {k: v for k, v in vars(args).items() if k != "func"}
     output = run_process(

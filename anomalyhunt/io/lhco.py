@@ -99,6 +99,11 @@ def read_lhco_particles(path: str | Path, start: int = 0, stop: int | None = Non
         rows = np.unique(np.nonzero(np.isnan(values))[0])[:5] + start
         raise InputError(path, f"NaN values in events {rows.tolist()}")
     parts = values[:, :-1].reshape(len(values), -1, 3)
+    # Zero pT is the layout's padding; infinite values or negative pT are damage, never silently dropped.
+    bad = ~np.isfinite(parts).all(axis=(1, 2)) | (parts[:, :, 0] < 0).any(axis=1) | ~np.isfinite(values[:, -1])
+    if bad.any():
+        rows = np.nonzero(bad)[0][:5] + start
+        raise InputError(path, f"non-finite values or negative pT in {int(bad.sum())} events (first {rows.tolist()})")
     return ParticleBlock(start, stop, parts[:, :, 0], parts[:, :, 1], parts[:, :, 2], values[:, -1].astype(np.int64))
 
 

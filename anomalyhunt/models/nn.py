@@ -26,7 +26,11 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else goes to :class:`torch.device`."""
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        # ValueError with a plain message: the callers' error handling turns it into one line
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here (use cpu or auto)")
+    return dev
 
 
 class _Block(nn.Module):

@@ -83,14 +83,25 @@ class DijetProcessor(processor.ProcessorABC):
         conv = CONVENTIONS[fmt]
         radius = float(self.jet_radius or meta.get("jet_radius") or conv.jet_radius)
         axes = self.axes or meta.get("axes") or conv.axes
-        return fmt, radius, axes, conv.puppi, conv.recluster
+        puppi = conv.puppi if meta.get("puppi") is None else bool(meta["puppi"])
+        return fmt, radius, axes, puppi, conv.recluster
 
     def _constituents(self, events, fmt: str, puppi: bool):
         if "PFCands" not in events.fields:
             raise InputError(events.metadata.get("filename", "?"), f"format {fmt}: no PFCands collection (missing branch)")
         cands = events.PFCands
+        fname = events.metadata.get("filename", "?")
+        bad = ak.to_numpy(ak.any(~np.isfinite(cands.pt) | (cands.pt < 0) | ~np.isfinite(cands.eta)
+                                 | ~np.isfinite(cands.phi), axis=1))  # fmt: skip
+        if bad.any():
+            first = (int(events.metadata.get("entrystart", 0)) + np.nonzero(bad)[0][:5]).tolist()
+            raise InputError(fname, f"PFCands with non-finite pt/eta/phi or negative pt in {int(bad.sum())} events "
+                                    f"(entries {first})")
         weight = None
-        if puppi and "puppiWeight" in cands.fields:
+        if puppi and "puppiWeight" not in cands.fields:
+            raise InputError(fname, "no PFCands_puppiWeight: PUPPI weights missing (jet masses would change by tens "
+                                    "of %); set `puppi: false` for this dataset to cluster without them")
+        if puppi:
             # PUPPI-rejected candidates are not part of any CMS jet: drop them rather than cluster zero vectors.
             cands = cands[cands.puppiWeight > 0]
             weight = cands.puppiWeight

@@ -188,10 +188,19 @@ def run_process(
             raise InputError(ds.missing[0], f"dataset {ds.name!r}: file does not exist (no match for this path)")
     check_unique_files(datasets)
     for ds in datasets.values():
-        begin_dataset(out / ds.name, ds.files, proc.settings())
+        try:
+            begin_dataset(out / ds.name, ds.files, proc.settings())
+        except OSError as err:
+            raise InputError(out / ds.name, f"output directory is not writable ({err.strerror})") from None
     ex = make_executor(executor, workers, scheduler, status)
     try:
         output = proc.postprocess(_run(datasets, out, proc, ex, chunksize))
+    except Exception as err:
+        # coffea's executors wrap a chunk's error in their own ("Failed processing file: ..."): the user needs ours.
+        cause = _input_error(err)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         client = getattr(ex, "client", None)
         if client is not None and not scheduler:  # a LocalCluster we started ends with the run
@@ -202,6 +211,17 @@ def run_process(
     (out / "hists.pkl").write_bytes(pickle.dumps(output.get("hists", {})))
     (out / "cutflow.json").write_text(json.dumps(output.get("cutflow", {}), indent=2))
     return output
+
+
+def _input_error(err: BaseException | None) -> InputError | None:
+    """The :class:`InputError` behind an executor's wrapped exception, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, InputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, chunksize: int) -> dict[str, Any]:
@@ -224,7 +244,8 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
         warnings.simplefilter("ignore")
         for name, spec in root_sets.items():
             schema = PFNanoAODSchema if spec["metadata"]["format"] == "pfnanoaod" else NanoAODSchema
-            runner = processor.Runner(executor=ex, schema=schema, chunksize=chunksize)
+            # a fresh metadata cache: coffea's default one is per process and would reuse an earlier run's metadata
+            runner = processor.Runner(executor=ex, schema=schema, chunksize=chunksize, metadata_cache={})
             results.append(runner({name: spec}, processor_instance=proc))
         if chunks:
             acc, _ = ex(chunks, _Hdf5Task(proc), None)
@@ -248,7 +269,10 @@ def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
             table["label"] = ds.label
         table["source"] = source_name(ds.name, f)
         name = chunk_name(f, 0, len(table))
-        table.to_parquet(out / ds.name / "features" / f"{name}.parquet", index=False)
+        try:
+            table.to_parquet(out / ds.name / "features" / f"{name}.parquet", index=False)
+        except OSError as err:
+            raise InputError(out / ds.name, f"cannot write outputs ({err.strerror})") from None
         record["inputs"][file_identity(f)] = len(table)
         record["chunks"][name] = len(table)
         hists["mjj"].fill(dataset=ds.name, mjj=table["mjj"].to_numpy())
