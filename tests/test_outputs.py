@@ -137,3 +137,32 @@ def test_search_refuses_the_same_events_twice(tmp_path, capsys):
     assert rc == 1 and len(err) == 1
     assert "400 events appear twice" in err[0] and "toy.parquet" in err[0]
     assert not (tmp_path / "s" / "results.json").exists()
+
+
+def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path):
+    """SIGKILL of `process` while its pool works: no worker alive 30 s later, and the output says partial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "d.yaml").write_text("datasets:\n  qcd: {format: lhco-particles, files: "
+                                     f"[{lhco_dir / 'rnd_qcd_seed1001.particles.h5'}]}}\n")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "anomalyhunt.cli", "process", str(tmp_path / "d.yaml"), "--out",
+                             str(tmp_path / "out"), "--executor", "futures", "--workers", "2", "--chunksize", "250",
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "out" / "qcd" / "features").glob("*.parquet")):
+        time.sleep(0.2)  # wait until the workers are writing chunks
+    children = parent.children(recursive=True)
+    assert children, "the pool never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    with pytest.raises(InputError, match="partial output"):
+        load_feature_table(tmp_path / "out" / "qcd")

@@ -129,12 +129,33 @@ def validate_hdf5(path: str) -> int:
     return n
 
 
+def exit_with_parent() -> None:
+    """In a pool worker: exit when the process that started it is gone (also after a SIGKILL, which gives the
+    parent no chance to stop its pool), instead of living on as an orphan."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def make_executor(kind: str, workers: int = 1, scheduler: str | None = None, status: bool = True):
     """A coffea executor; ``dask`` connects to ``scheduler`` or starts a LocalCluster of ``workers`` processes."""
     if kind == "iterative":
         return processor.IterativeExecutor(status=status)
     if kind == "futures":
-        return processor.FuturesExecutor(workers=workers, status=status)
+        from functools import partial
+
+        from loky import ProcessPoolExecutor
+
+        pool = partial(ProcessPoolExecutor, initializer=exit_with_parent)
+        return processor.FuturesExecutor(workers=workers, status=status, pool=pool)
     if kind == "dask":
         from distributed import Client
 
