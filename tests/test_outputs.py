@@ -166,3 +166,35 @@ def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
     with pytest.raises(InputError, match="partial output"):
         load_feature_table(tmp_path / "out" / "qcd")
+
+
+def test_search_records_a_failing_sr_resumes_and_keeps_its_out_dir(tmp_path, capsys):
+    """One SR that cannot run (no signal left to test) is recorded with its reason while the other finishes; a
+    re-run keeps the finished run; a different search into the same OUT is refused; few test events are flagged."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
+    t["mjj"], t["event"], t["label"] = 2800 + rng.exponential(600, n), np.arange(n), (np.arange(n) < 300).astype(int)
+    t.loc[t.label == 1, "mjj"] = rng.normal(3500, 100, 300)
+    t.loc[t.label == 1, "tau21_j1"] = rng.uniform(0.0, 0.3, 300)
+    t.to_parquet(tmp_path / "toy.parquet")
+    args = ["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--sr", "3.3:3.7",
+            "--sr", "5.9:6.0", "--signal-events", "100", "--scheduler", "sync", "--quiet", "--no-plots", "--out",
+            str(tmp_path / "s")]  # fmt: skip
+    assert cli(args) == 1  # not every run succeeded
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert [r["sr"] for r in res["runs"]] == [[3.3, 3.7]] and res["runs"][0]["auc"] > 0.6
+    assert res["failed"][0]["sr"] == [5.9, 6.0] and "no signal events left for testing" in res["failed"][0]["failed"]
+    before = (tmp_path / "s" / "idealized_sr3.3-3.7_n100_seed0" / "results.json").read_text()
+    capsys.readouterr()
+    assert cli(args) == 1
+    assert "resuming: 1 of 2 runs already finished" in capsys.readouterr().out
+    assert (tmp_path / "s" / "idealized_sr3.3-3.7_n100_seed0" / "results.json").read_text() == before
+    assert cli([*args[:-2], "--seed", "3", "--out", str(tmp_path / "s")]) == 1
+    assert "holds another search" in capsys.readouterr().err
+
+    small = ["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--sr", "3.3:3.7",
+             "--signal-events", "290", "--scheduler", "sync", "--quiet", "--no-plots", "--out", str(tmp_path / "f")]
+    assert cli(small) == 0
+    run = json.loads((tmp_path / "f" / "results.json").read_text())["runs"][0]
+    assert run["n_test_signal"] < 20 and any("max SIC rests on" in w for w in run["warnings"])

@@ -84,6 +84,15 @@ def parse_window(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def parse_scan(text: str) -> tuple[float, float, float, float]:
+    """``"3.0:4.2:0.4:0.2"`` -> ``(lo, hi, width, step)`` of :func:`sliding_windows` (TeV)."""
+    try:
+        lo, hi, width, step = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise ConfigError(f"--windows {text!r}: expected LO:HI:WIDTH:STEP in TeV") from None
+    return lo, hi, width, step
+
+
 def sliding_windows(lo: float, hi: float, width: float, step: float) -> list[tuple[float, float]]:
     """Windows ``[lo + i step, lo + i step + width)`` that fit inside ``[lo, hi]``.
 

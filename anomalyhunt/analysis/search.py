@@ -415,6 +415,7 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
     res = result_header(cfg, sample, cfg.classifier)
     res["n_data_sr"], res["n_reference"] = int(len(x_sr)), int(len(reference))
     res.update(metrics.summarize(sample.y_test, kf.test_scores, cfg.min_background))
+    res["warnings"] = small_statistics_warnings(res)
     res["template_auc"] = None
     res["seconds_template_auc"] = None
     if template is not None and cfg.template_auc:
@@ -513,9 +514,47 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _run_group(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Task: searches that may share one generator fit (the SRs of one data set), in order, in one process."""
+    """Task: searches that may share one generator fit (the SRs of one data set), in order, in one process. A run
+    that fails is recorded with its reason and the others go on."""
     shared: SharedFits = {}
-    return [_jsonable(run_search(c, shared)) for c in configs]
+    out = []
+    for c in configs:
+        try:
+            out.append(_jsonable(run_search(c, shared)))
+        except Exception as err:  # one SR or seed must not take the others down; the reason goes into results.json
+            out.append(failed_run(SearchConfig.from_dict(c), err))
+    return out
+
+
+def failed_run(cfg: SearchConfig, err: BaseException) -> dict[str, Any]:
+    """The results entry of a run that failed: what it was and why, in one line."""
+    reason = f"{type(err).__name__}: {err}".splitlines()[0]
+    return {"method": cfg.method, "sr": list(cfg.sr), "seed": cfg.seed, "injection": cfg.injection,
+            "failed": reason, "config": _jsonable(cfg.to_dict())}  # fmt: skip
+
+
+def finished_run(cfg: SearchConfig) -> dict[str, Any] | None:
+    """The results of ``cfg`` if an earlier search wrote them to ``cfg.out`` with exactly this configuration."""
+    if not cfg.out:
+        return None
+    path = Path(cfg.out) / "results.json"
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return res if res.get("config") == json.loads(json.dumps(_jsonable(cfg.to_dict()))) else None
+
+
+def small_statistics_warnings(res: dict[str, Any]) -> list[str]:
+    """Warnings for headline metrics that rest on few test events: max SIC on < 50 background or < 20 signal test
+    events, AUC on < 100 per class."""
+    nb, ns = res.get("n_test_background", 0), res.get("n_test_signal", 0)
+    out = []
+    if nb < 50 or ns < 20:
+        out.append(f"max SIC rests on {nb} background and {ns} signal test events (< 50 / < 20)")
+    if nb < 100 or ns < 100:
+        out.append(f"AUC rests on {nb} background and {ns} signal test events (< 100 per class)")
+    return out
 
 
 def _in_worker(fn: Any, payload: Any) -> Any:
@@ -620,9 +659,16 @@ def run_searches(
     that fits once and samples every SR; every other run is a task of its own. Tasks on a CUDA device ask for the
     worker resource ``GPU``.
     """
-    cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
-    if not cfgs:
+    all_cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
+    if not all_cfgs:
         return []
+    done = {i: r for i, c in enumerate(all_cfgs) if (r := finished_run(c)) is not None}
+    if done:
+        print(f"resuming: {len(done)} of {len(all_cfgs)} runs already finished with the same configuration (kept)")
+    todo = [i for i in range(len(all_cfgs)) if i not in done]
+    cfgs = [all_cfgs[i] for i in todo]
+    if not cfgs:
+        return [done[i] for i in range(len(all_cfgs))]
     groups = group_runs(cfgs)
     per_sr = [c for c in cfgs if c.n_signal is None and resolve_method(c.method) is not None
               and shares_training(make_search_generator(c))]
@@ -639,8 +685,10 @@ def run_searches(
         progress=progress, gpu=[any(str(cfgs[i].device).startswith("cuda") for i in g) for g in groups],
         names=[f"search-{cfgs[g[0]].name}" for g in groups], desc="searches",
     )
-    results: list[dict[str, Any]] = [{}] * len(cfgs)
+    results: list[dict[str, Any]] = [{}] * len(all_cfgs)
+    for i, r in done.items():
+        results[i] = r
     for g, out in zip(groups, outs):
         for i, r in zip(g, out):
-            results[i] = r
+            results[todo[i]] = r
     return results

@@ -54,18 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def windows_from_args(sr: list[str] | None, windows: str | None) -> list[tuple[float, float]]:
     """``--sr LO:HI`` (repeated) or ``--windows LO:HI:WIDTH:STEP``, exactly one of them."""
-    from ..analysis.regions import parse_window, sliding_windows
+    from ..analysis.regions import parse_scan, parse_window, sliding_windows
     from ..errors import ConfigError
 
     if bool(sr) == bool(windows):
         raise ConfigError("give the signal regions with --sr LO:HI (repeatable) or --windows LO:HI:WIDTH:STEP")
     if sr:
         return [parse_window(w) for w in sr]
-    try:
-        lo, hi, width, step = (float(v) for v in windows.split(":"))
-    except ValueError:
-        raise ConfigError(f"--windows {windows!r}: expected LO:HI:WIDTH:STEP in TeV") from None
-    return sliding_windows(lo, hi, width, step)
+    return sliding_windows(*parse_scan(windows))
 
 
 def generator_options(items: list[str] | None, methods: list[str]) -> dict[str, dict]:

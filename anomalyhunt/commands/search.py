@@ -128,10 +128,9 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         s["srs"] = [list(parse_window(w)) for w in args.sr]
         s.pop("windows", None)
     if args.windows:
-        try:
-            lo, hi, width, step = (float(v) for v in args.windows.split(":"))
-        except ValueError:
-            raise ConfigError(f"--windows {args.windows!r}: expected LO:HI:WIDTH:STEP in TeV") from None
+        from ..analysis.regions import parse_scan
+
+        lo, hi, width, step = parse_scan(args.windows)
         s["windows"] = {"lo": lo, "hi": hi, "width": width, "step": step}
         s.pop("srs", None)
     if args.classifier_option:
@@ -270,13 +269,21 @@ def report(results: list[dict[str, Any]], out: str | Path, settings: dict[str, A
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = aggregate(results)
-    payload = {"runs": results, "summary": summary}
+    failed = [r for r in results if r.get("failed")]
+    results = [r for r in results if not r.get("failed")]
+    summary = aggregate(results) if results else []
+    payload = {"runs": results, "summary": summary, "failed": failed}
     (out / "results.json").write_text(json.dumps(_jsonable(payload), indent=2))
     write_run_config(out, _jsonable(settings))
-    if plots:
+    if plots and results:
         _combined_plots(results, out)
-    print_summary(summary, results)
+    if summary:
+        print_summary(summary, results)
+    for r in results:
+        for w in r.get("warnings", []):
+            print(f"warning: {r['method']} SR {r['sr'][0]:g}-{r['sr'][1]:g} seed {r['seed']}: {w}")
+    for r in failed:
+        print(f"failed: {r['method']} SR {r['sr'][0]:g}-{r['sr'][1]:g} seed {r['seed']}: {r['failed']}")
     return payload
 
 
@@ -454,13 +461,36 @@ def run_all(
     return results  # type: ignore[return-value]
 
 
+#: Settings that do not change what a search computes (a re-run with other values resumes the same search).
+_EXECUTION_KEYS = ("scheduler", "workers", "progress", "plots", "out")
+
+
+def check_out_dir(out: str | Path, settings: dict[str, Any]) -> None:
+    """An OUT holds one search: the same settings resume it, other settings are refused."""
+    from ..analysis.search import _jsonable
+
+    path = Path(out) / "config.json"
+    if not path.exists():
+        return
+    try:
+        before = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"{out}: holds a config.json that is not a search's; use another --out") from None
+    now = json.loads(json.dumps(_jsonable(settings)))
+    strip = lambda d: {k: v for k, v in d.items() if k not in _EXECUTION_KEYS}  # noqa: E731
+    if strip(before) != strip(now):
+        diff = sorted(k for k in set(strip(before)) | set(strip(now)) if before.get(k) != now.get(k))
+        raise ConfigError(f"{out}: holds another search (settings {diff} differ); use another --out")
+
+
 def main(args: argparse.Namespace) -> int:
     settings = merged_settings(args)
     out = settings.get("out") or "search_results"
+    check_out_dir(out, settings)
     configs = expand(settings, out)
     results = run_all(
         configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
     )
-    report(results, out, settings, plots=settings.get("plots", True))
+    payload = report(results, out, settings, plots=settings.get("plots", True))
     print(f"results in {out}/results.json")
-    return 0
+    return 1 if payload["failed"] else 0
