@@ -224,8 +224,8 @@ def run_process(
         raise cause from None
     finally:
         client = getattr(ex, "client", None)
-        if client is not None and not scheduler:  # a LocalCluster we started ends with the run
-            cluster = client.cluster
+        if client is not None:
+            cluster = None if scheduler else client.cluster  # a LocalCluster we started ends with the run
             client.close()
             if cluster is not None:
                 cluster.close()

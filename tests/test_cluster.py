@@ -1,0 +1,92 @@
+"""A real Dask cluster: a scheduler and two worker processes on loopback (one declaring a GPU resource), reached
+by address. `process` and `search` give the same results there as locally (timings and host names exempt)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomalyhunt.cli import main as cli
+from anomalyhunt.features import load_feature_table
+
+REPO = Path(__file__).resolve().parents[1]
+PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
+#: Keys of results.json that may differ between executions of the same run.
+EXEMPT = {"seconds_train", "seconds_fit", "seconds_sample", "seconds_template", "seconds_total",
+          "seconds_template_auc", "seconds_fit_model", "config"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cluster")
+    sched_file = tmp / "scheduler.json"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+                               str(sched_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched_file),
+                  "--nthreads", "1", "--no-dashboard", "--no-nanny"]  # fmt: skip
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        import os
+
+        for extra in ([], ["--resources", "GPU=1"]):
+            procs.append(subprocess.Popen([*worker, *extra], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+        from distributed import Client
+
+        address = json.loads(sched_file.read_text())["address"]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_process_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
+    shutil.copy(PFNANO, tmp_path / "a.root")
+    shutil.copy(PFNANO, tmp_path / "b.root")
+    (tmp_path / "d.yaml").write_text("datasets:\n  cms: {format: pfnanoaod, files: [a.root, b.root]}\n")
+    common = ["process", str(tmp_path / "d.yaml"), "--chunksize", "4", "--no-progress"]
+    assert cli([*common, "--out", str(tmp_path / "local")]) == 0
+    assert cli([*common, "--executor", "dask", "--scheduler", cluster, "--out", str(tmp_path / "remote")]) == 0
+    a = load_feature_table(tmp_path / "local" / "cms").sort_values(["source", "event"]).reset_index(drop=True)
+    b = load_feature_table(tmp_path / "remote" / "cms").sort_values(["source", "event"]).reset_index(drop=True)
+    assert len(a) == 20
+    pd.testing.assert_frame_equal(a, b)
+    ma = json.loads((tmp_path / "local" / "cms" / "manifest.json").read_text())
+    mb = json.loads((tmp_path / "remote" / "cms" / "manifest.json").read_text())
+    assert ma["status"] == mb["status"] == "complete" and ma["rows"] == mb["rows"] and ma["cutflow"] == mb["cutflow"]
+
+
+def test_search_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
+    rng = np.random.default_rng(1)
+    n = 4000
+    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
+    t["mjj"], t["event"], t["label"] = 2800 + rng.exponential(600, n), np.arange(n), (np.arange(n) < 300).astype(int)
+    t.loc[t.label == 1, "mjj"] = rng.normal(3500, 100, 300)
+    t.loc[t.label == 1, "tau21_j1"] = rng.uniform(0.0, 0.3, 300)
+    t.to_parquet(tmp_path / "toy.parquet")
+    common = ["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--method", "cwola",
+              "--sr", "3.3:3.7", "--signal-events", "150", "--seeds", "2", "--quiet", "--no-plots"]  # fmt: skip
+    assert cli([*common, "--scheduler", "sync", "--out", str(tmp_path / "local")]) == 0
+    assert cli([*common, "--scheduler", cluster, "--out", str(tmp_path / "remote")]) == 0
+    local = json.loads((tmp_path / "local" / "results.json").read_text())["runs"]
+    remote = json.loads((tmp_path / "remote" / "results.json").read_text())["runs"]
+    assert len(local) == len(remote) == 4
+    for a, b in zip(local, remote):
+        assert {k: v for k, v in a.items() if k not in EXEMPT} == {k: v for k, v in b.items() if k not in EXEMPT}
+    assert min(r["auc"] for r in local if r["method"] == "idealized") > 0.6
