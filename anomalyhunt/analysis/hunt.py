@@ -62,13 +62,20 @@ class NullStudy:
             raise InputError(self.path, f"calibration study made for windows {self.settings.get('windows')} and cuts "
                                         f"{self.settings.get('efficiencies')}, not {want} and {list(efficiencies)}")
 
-    def global_p(self, method: str, observed: float, column: str) -> tuple[float, int] | None:
-        """(global p-value, number of background-only hunts) of a largest local Z, or None without this method."""
+    def global_p(self, method: str, observed: float, column: str) -> dict[str, Any] | None:
+        """The global p-value of a largest local Z counted among the background-only hunts' largest local Zs,
+        (k + 1) / (n + 1); beyond all of them, also an extrapolation with the effective number of trials their
+        median measures (labelled so). None when the study has no hunts of ``method``."""
+        from .bumphunt import global_from_toys
+
         v = self.values[self.values.method == method].dropna(subset=[column]) if len(self.values) else self.values
         if len(v) == 0:
             return None
-        max_z = v.groupby("sample")[column].max().to_numpy()
-        return float((np.sum(max_z >= observed) + 1) / (len(max_z) + 1)), len(max_z)
+        g = global_from_toys(observed, v.groupby("sample")[column].max().to_numpy(), "background-only hunts")
+        out = {"p_global": g.p_value, "z_global": g.z, "n_null": g.n_toys}
+        if g.p_value == 1 / (g.n_toys + 1):  # beyond every null hunt: the count only bounds it
+            out |= {"z_global_extrapolated": g.z_extrapolated, "n_eff_trials": g.n_eff}
+        return out
 
 
 @dataclass
@@ -313,8 +320,6 @@ def global_significances(
     fit_toys: int, seed: int,
 ) -> dict[str, dict[str, Any]]:
     """Per method: the global p-value and Z of its largest local Z over windows and cuts, and how it was obtained."""
-    from scipy import stats
-
     from .windows import SIGNIFICANCES, hunt_fit_toys
 
     column = SIGNIFICANCES[significance]
@@ -323,9 +328,9 @@ def global_significances(
         observed = float(hunt[(hunt.method == m) & (hunt.efficiency < 1.0)][column].max())
         from_null = null.global_p(m, observed, column) if null is not None else None
         if from_null is not None:
-            p, n = from_null
-            out[m] = {"p_global": p, "z_global": float(stats.norm.isf(p)), "n_null": n,
-                      "calibration": f"calibrated: {n} background-only hunts of these windows ({null.path})"}
+            n = from_null["n_null"]
+            out[m] = {**from_null, "calibration": f"calibrated: {n} background-only hunts of these windows "
+                                                  f"({null.path})"}  # fmt: skip
         elif fit_toys and significance != "direct":
             g = hunt_fit_toys([r for r in results if r.method == m], fit_toys, seed=seed, progress=True,
                               significance=significance)  # fmt: skip
@@ -416,8 +421,9 @@ def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFram
         "significance covers all windows and cut levels of a method: from background-only hunts of these windows "
         "where they were given (`calibrated`), otherwise from fit-only toys, which do not retrain the classifiers "
         "(`z_global_toys`: the toys' own p-value; `z_global`: extrapolated with the effective number of trials "
-        "`n_eff_trials`) and are labelled uncalibrated. `limit_obs` / `limit_exp`: 95% CL CLs upper limits (pyhf) "
-        "on signal events inside the SR after the cut.", "",
+        "`n_eff_trials`) and are labelled uncalibrated; beyond every background-only hunt the count only bounds the "
+        "p-value, and `z_global_extrapolated` extrapolates it with the effective trials the hunts measure. "
+        "`limit_obs` / `limit_exp`: 95% CL CLs upper limits (pyhf) on signal events inside the SR after the cut.", "",
         "## Summary", "", markdown_table(summary), "",
         "## Timing", "", *[f"- {k}: {v:.0f} s" for k, v in timings.items()], "",
         "## Plots", "",
