@@ -127,6 +127,10 @@ def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.Data
         raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")
     if len(table) == 0:
         raise InputError(p, "feature table holds no events")
+    if "mjj" in table.columns:
+        bad = ~np.isfinite(table["mjj"].to_numpy(np.float64))
+        if bad.any():  # such events would silently fall out of every SR and sideband
+            raise InputError(p, f"non-finite mjj in {int(bad.sum())} events")
     if "source" not in table.columns:
         table["source"] = file_tag(str(p))
     table["source"] = table["source"].astype("category")

@@ -39,7 +39,9 @@ from .constituent_data import (
     mjj_sculpting,
 )
 from .regions import Regions
-from .search import SearchConfig, _jsonable, _sub_seed, inject_for, plot_performance, result_header
+from .search import (
+    SearchConfig, _jsonable, _sub_seed, inject_for, plot_performance, result_header, small_statistics_warnings,
+)
 
 __all__ = [
     "ConstituentSearchConfig",
@@ -225,6 +227,7 @@ def run_constituent_search(
     res["n_data_sr"] = int(sr.sum())
     res["n_reference"] = result.info.get("n_sb") if cwola else None
     res.update(metrics.summarize(y, result.test_scores, cfg.min_background))
+    res["warnings"] = small_statistics_warnings(res)
     res.update({"template_auc": None, "seconds_template_auc": None, "seconds_train": seconds_train,
                 "seconds_fit": None, "seconds_sample": None, "seconds_template": None,
                 "n_template_dropped": None, "fit_shared": None, "seconds_fit_model": None})  # fmt: skip

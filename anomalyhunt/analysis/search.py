@@ -120,13 +120,12 @@ class SearchConfig:
             raise ConfigError(f"search config: folds={self.folds}, need >= 2")
         if self.seed < 0:
             raise ConfigError(f"search config: seed={self.seed}, need >= 0")
-        self._check_classifier_and_device()
+        self._check_classifier()
         check_feature_columns(self.features, source="search config 'features'")
 
-    def _check_classifier_and_device(self) -> None:
-        """Unknown classifier options and a CUDA device without CUDA fail here, in one line, before any work."""
+    def _check_classifier(self) -> None:
+        """Unknown classifiers and classifier options fail here, in one line, before any work."""
         from ..models.base import DISCRIMINATORS
-        from ..models.nn import pick_device
 
         if self.classifier not in DISCRIMINATORS.names():
             raise ConfigError(f"search config: unknown classifier {self.classifier!r}; available: "
@@ -136,10 +135,6 @@ class SearchConfig:
         if unknown:
             raise ConfigError(f"search config: unknown {self.classifier} classifier option(s) {unknown}; available: "
                               f"{sorted(allowed - {'seed'})}")  # fmt: skip
-        try:
-            pick_device(self.device)
-        except (ValueError, RuntimeError) as err:
-            raise ConfigError(f"search config: {err}") from None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
@@ -623,6 +618,14 @@ def run_tasks(
             cluster.close()
 
 
+def check_inputs(cfgs: Sequence[SearchConfig]) -> None:
+    """Load every run's tables once here: bad input (a missing file, events twice, an empty table) is every run's
+    problem and stops with one line before any task; what fails inside a task after this is that run's own (an SR
+    with too few events) and is recorded with it."""
+    for key in {(c.background, c.signal, c.allow_partial) for c in cfgs}:
+        load_tables(*key)
+
+
 def share_key(cfg: SearchConfig) -> str | None:
     """Runs with the same key can share one generator fit: a generator that trains once for all SRs
     (:func:`shares_training`) on the same data, i.e. everything but the SR and the outputs equal. ``None`` when the
@@ -680,6 +683,7 @@ def run_searches(
             "its own data: the model is trained again for each SR; give n_signal (--signal-events) to train once",
             stacklevel=2,
         )
+    check_inputs(cfgs)
     outs = run_tasks(
         _run_group, [[cfgs[i].to_dict() for i in g] for g in groups], scheduler=scheduler, workers=workers,
         progress=progress, gpu=[any(str(cfgs[i].device).startswith("cuda") for i in g) for g in groups],

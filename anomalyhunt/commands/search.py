@@ -483,11 +483,26 @@ def check_out_dir(out: str | Path, settings: dict[str, Any]) -> None:
         raise ConfigError(f"{out}: holds another search (settings {diff} differ); use another --out")
 
 
+def check_device(device: str | None) -> None:
+    """``--device cuda`` on a machine without CUDA: one line before any work (not a traceback from every task)."""
+    from ..models.nn import pick_device
+
+    try:
+        pick_device(device)
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(str(err)) from None
+
+
 def main(args: argparse.Namespace) -> int:
     settings = merged_settings(args)
     out = settings.get("out") or "search_results"
-    check_out_dir(out, settings)
+    check_device(settings.get("device"))
     configs = expand(settings, out)
+    from ..analysis.constituent_search import ConstituentSearchConfig
+    from ..analysis.search import check_inputs
+
+    check_inputs([c for c in configs if not isinstance(c, ConstituentSearchConfig)])
+    check_out_dir(out, settings)
     results = run_all(
         configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
     )
