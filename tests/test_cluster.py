@@ -50,10 +50,14 @@ def cluster(tmp_path_factory):
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for p in procs[::-1]:
+        for p in procs[::-1]:  # workers first, then the scheduler
             p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        for p in procs[::-1]:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # a worker still closing its connections: no need to wait on it
+                p.kill()
+                p.wait()
 
 
 def test_process_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
