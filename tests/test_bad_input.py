@@ -64,8 +64,8 @@ def _search(tmp: Path, *extra: str, table: Path | None = None) -> list[str]:
 CASES = {
     # values
     "inf particle pT": (lambda t: _process_particles(t, "inf"), r"parts.h5: non-finite values or negative pT in 1 "
-                                                                r"events \(first \[1\]\)"),
-    "negative particle pT": (lambda t: _process_particles(t, "negative"), r"negative pT in 1 events \(first \[2\]\)"),
+                                                                r"events \(entries \[1\]\); --skip-bad-input"),
+    "negative particle pT": (lambda t: _process_particles(t, "negative"), r"negative pT in 1 events \(entries \[2\]\)"),
     "inf particle eta": (lambda t: _process_particles(t, "inf_eta"), r"non-finite values or negative pT in 1 events"),
     "non-finite mjj in a table": (lambda t: _search(t, table=_table(t / "nan.parquet", mjj_nan=2)),
                                   r"non-finite mjj in 2 events"),
@@ -129,3 +129,19 @@ def test_pfnano_without_puppi_weights_needs_a_choice(tmp_path):
     (tmp_path / "b.yaml").write_text("datasets:\n  d: {format: pfnanoaod, files: [nopuppi.root], puppi: false}\n")
     out = run_process(load_datasets(tmp_path / "b.yaml"), tmp_path / "o2", status=False)
     assert out["cutflow"]["d"]["input"] == 10 == out["cutflow"]["d"]["passed"]
+
+
+def test_skip_bad_input_counts_what_it_skips(tmp_path):
+    """With --skip-bad-input the damaged event is skipped and counted: input = passed + skipped, on disk as in the
+    cut flow, and the other events keep their own entry numbers."""
+    import json
+
+    args = _process_particles(tmp_path, "negative")
+    assert cli([*args, "--skip-bad-input"]) == 0
+    manifest = json.loads((tmp_path / "out" / "p" / "manifest.json").read_text())
+    cf = manifest["cutflow"]
+    assert cf["input"] == 3 and cf["failed_bad_input"] == 1
+    assert cf["input"] == cf["passed"] + cf["failed_bad_input"] + cf["failed_two_jets"] + cf["failed_trigger"]
+    table = pd.concat(pd.read_parquet(f) for f in (tmp_path / "out" / "p" / "features").glob("*.parquet"))
+    assert manifest["status"] == "complete" and len(table) == cf["passed"] == manifest["total_rows"]
+    assert sorted(table.event) == [0, 1]  # entry 2 (negative pT) skipped, the others keep their entries

@@ -184,7 +184,7 @@ def test_executors_give_the_same_features(tmp_path, executor):
     ref = run_process(ds, tmp_path / "it", status=False, chunksize=4)
     other = run_process(ds, tmp_path / executor, executor=executor, workers=2, status=False, chunksize=4)
     assert ref["cutflow"] == other["cutflow"] == {"cms": {"input": 10, "passed": 10, "failed_two_jets": 0,
-                                                          "failed_trigger": 0}}  # fmt: skip
+                                                          "failed_trigger": 0, "failed_bad_input": 0}}  # fmt: skip
     a = load_feature_table(tmp_path / "it" / "cms").sort_values("event").reset_index(drop=True)
     b = load_feature_table(tmp_path / executor / "cms").sort_values("event").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -271,7 +271,8 @@ def test_events_without_two_jets_are_counted_not_lost(tmp_path):
     path = tmp_path / "few.h5"
     write_lhco_particles(path, pt, np.zeros_like(pt), phi, np.zeros(3))
     out = run_process({"few": Dataset("few", "lhco-particles", [str(path)])}, tmp_path / "o", status=False)
-    assert out["cutflow"]["few"] == {"input": 3, "passed": 1, "failed_two_jets": 2, "failed_trigger": 0}
+    assert out["cutflow"]["few"] == {"input": 3, "passed": 1, "failed_two_jets": 2, "failed_trigger": 0,
+                                         "failed_bad_input": 0}
     table = load_feature_table(tmp_path / "o" / "few")
     assert table["event"].tolist() == [0]
     assert abs(table["mjj"].iloc[0] - 2 * np.sqrt(1500 * 1400) * np.sin(1.5)) < 1.0

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-constituents", type=int, default=50, help="constituents per jet in the point clouds")
     p.add_argument("--clouds", action="store_true", help="write constituent point clouds (float16)")
     p.add_argument("--images", action="store_true", help="write 40x40 jet images (sparse)")
+    p.add_argument("--skip-bad-input", action="store_true",
+                   help="skip events with a non-finite or negative-pT particle and count them in the cut flow "
+                        "(default: stop with one line naming file and entries)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         datasets, args.out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
         chunksize=args.chunksize, status=not args.no_progress, jet_radius=args.jet_radius, axes=args.axes,
         trigger_pt=args.trigger_pt, n_constituents=args.n_constituents, write_clouds=args.clouds,
-        write_images=args.images,
+        write_images=args.images, skip_bad_input=args.skip_bad_input,
     )  # fmt: skip
     config["datasets_resolved"] = {n: {"format": d.format, "files": d.files} for n, d in datasets.items()}
     write_run_config(args.out, config)
@@ -63,10 +66,11 @@ def print_summary(output: dict) -> None:
     from rich.table import Table
 
     table = Table(title="Cut flow")
-    for col in ("dataset", "input", "processed", "skipped (<2 jets)", "skipped (trigger)"):
+    for col in ("dataset", "input", "processed", "skipped (bad input)", "skipped (<2 jets)", "skipped (trigger)"):
         table.add_column(col, justify="right")
     for name, cf in output["cutflow"].items():
-        table.add_row(name, str(cf["input"]), str(cf["passed"]), str(cf["failed_two_jets"]), str(cf["failed_trigger"]))
+        table.add_row(name, str(cf["input"]), str(cf["passed"]), str(cf.get("failed_bad_input", 0)),
+                      str(cf["failed_two_jets"]), str(cf["failed_trigger"]))
     console = Console()
     console.print(table)
     if "mjj" in output.get("hists", {}):

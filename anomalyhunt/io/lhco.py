@@ -37,8 +37,9 @@ class ParticleBlock:
     label: np.ndarray
 
     def to_awkward(self) -> ak.Array:
-        """Jagged particles (zero-pT padding dropped) as records ``pt eta phi mass``."""
-        mask = self.pt > 0
+        """Jagged particles (the layout's zero-pT padding dropped, nothing else: a negative or non-finite pT stays
+        for the processor to refuse or count) as records ``pt eta phi mass``."""
+        mask = self.pt != 0
         counts = mask.sum(axis=1)
         flat = {
             "pt": self.pt[mask].astype(np.float64),
@@ -83,8 +84,9 @@ def _check_particle_shape(path: Path, block: h5py.Dataset) -> None:
         raise InputError(path, f"wrong layout: block of shape {block.shape}, expected (events, 3 x particles + 1 label)")
 
 
-def read_lhco_particles(path: str | Path, start: int = 0, stop: int | None = None) -> ParticleBlock:
-    """Read events ``start:stop`` of an LHCO particle file."""
+def read_lhco_particles(path: str | Path, start: int = 0, stop: int | None = None, check: bool = True) -> ParticleBlock:
+    """Read events ``start:stop`` of an LHCO particle file; ``check`` refuses non-finite values and negative pT
+    (without it the caller must: the processor skips and counts such events when asked to)."""
     path = Path(path)
     f, block = _open_block(path)
     with f:
@@ -95,13 +97,13 @@ def read_lhco_particles(path: str | Path, start: int = 0, stop: int | None = Non
             values = np.asarray(block[start:stop], dtype=np.float32)
         except OSError as err:
             raise InputError(path, f"cannot read events {start}-{stop} (truncated file?): {err}") from None
-    if np.isnan(values).any():
+    if check and np.isnan(values).any():
         rows = np.unique(np.nonzero(np.isnan(values))[0])[:5] + start
         raise InputError(path, f"NaN values in events {rows.tolist()}")
     parts = values[:, :-1].reshape(len(values), -1, 3)
     # Zero pT is the layout's padding; infinite values or negative pT are damage, never silently dropped.
     bad = ~np.isfinite(parts).all(axis=(1, 2)) | (parts[:, :, 0] < 0).any(axis=1) | ~np.isfinite(values[:, -1])
-    if bad.any():
+    if check and bad.any():
         rows = np.nonzero(bad)[0][:5] + start
         raise InputError(path, f"non-finite values or negative pT in {int(bad.sum())} events (first {rows.tolist()})")
     return ParticleBlock(start, stop, parts[:, :, 0], parts[:, :, 1], parts[:, :, 2], values[:, -1].astype(np.int64))

@@ -45,7 +45,8 @@ class DijetProcessor(processor.ProcessorABC):
     """Clusters (or takes) the two leading large-R jets and computes the feature table.
 
     Per dataset, ``events.metadata`` may carry ``format`` (see :mod:`.formats`), ``jet_radius``, ``axes`` and
-    ``label``; constructor arguments override the format's defaults for every dataset. With ``out_dir`` set, each
+    ``label``; constructor arguments override the format's defaults for every dataset. Events with a non-finite or
+    negative-pT particle stop the run, or with ``skip_bad_input`` are skipped and counted (``failed_bad_input``). With ``out_dir`` set, each
     chunk's feature table is written to ``out_dir/<dataset>/features/<chunk>.parquet`` (and clouds/images alongside
     when asked), named uniquely per input file and entry range (:func:`~anomalyhunt.io.manifest.chunk_name`), so a
     retried chunk overwrites its own file and two files never share one. The returned accumulator holds ``hist.Hist`` objects and the
@@ -64,6 +65,7 @@ class DijetProcessor(processor.ProcessorABC):
         write_clouds: bool = False,
         write_images: bool = False,
         default_format: str = "pfnanoaod",
+        skip_bad_input: bool = False,
     ) -> None:
         self.out_dir = None if out_dir is None else str(out_dir)
         self.jet_radius = jet_radius
@@ -74,6 +76,7 @@ class DijetProcessor(processor.ProcessorABC):
         self.write_clouds = write_clouds
         self.write_images = write_images
         self.default_format = default_format
+        self.skip_bad_input = skip_bad_input
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _settings(self, meta: dict[str, Any]) -> tuple[str, float, str, bool, bool]:
@@ -91,12 +94,6 @@ class DijetProcessor(processor.ProcessorABC):
             raise InputError(events.metadata.get("filename", "?"), f"format {fmt}: no PFCands collection (missing branch)")
         cands = events.PFCands
         fname = events.metadata.get("filename", "?")
-        bad = ak.to_numpy(ak.any(~np.isfinite(cands.pt) | (cands.pt < 0) | ~np.isfinite(cands.eta)
-                                 | ~np.isfinite(cands.phi), axis=1))  # fmt: skip
-        if bad.any():
-            first = (int(events.metadata.get("entrystart", 0)) + np.nonzero(bad)[0][:5]).tolist()
-            raise InputError(fname, f"PFCands with non-finite pt/eta/phi or negative pt in {int(bad.sum())} events "
-                                    f"(entries {first})")
         weight = None
         if puppi and "puppiWeight" not in cands.fields:
             raise InputError(fname, "no PFCands_puppiWeight: PUPPI weights missing (jet masses would change by tens "
@@ -107,6 +104,19 @@ class DijetProcessor(processor.ProcessorABC):
             weight = cands.puppiWeight
         parts = ak.zip({f: cands[f] for f in ("pt", "eta", "phi", "mass")})
         return to_pseudojets(parts, weight)
+
+    def _bad_events(self, events, fmt: str) -> np.ndarray:
+        """Events with a particle of non-finite pt/eta/phi or negative pt (zero pT is the LHCO layout's padding).
+        Without ``skip_bad_input`` they stop the run with one line naming file and entries."""
+        if "PFCands" not in events.fields:
+            raise InputError(events.metadata.get("filename", "?"), f"format {fmt}: no PFCands collection (missing branch)")
+        c = events.PFCands
+        bad = ak.to_numpy(ak.any(~np.isfinite(c.pt) | (c.pt < 0) | ~np.isfinite(c.eta) | ~np.isfinite(c.phi), axis=1))
+        if bad.any() and not self.skip_bad_input:
+            first = (int(events.metadata.get("entrystart", 0)) + np.nonzero(bad)[0][:5]).tolist()
+            raise InputError(events.metadata.get("filename", "?"), f"non-finite values or negative pT in "
+                             f"{int(bad.sum())} events (entries {first}); --skip-bad-input skips and counts them")
+        return bad
 
     def _cms_fatjets(self, events) -> dict[str, np.ndarray]:
         """Plain NanoAOD: CMS's own FatJets (raw kinematics and tau_N) as the two leading jets."""
@@ -131,6 +141,11 @@ class DijetProcessor(processor.ProcessorABC):
         meta = dict(events.metadata)
         dataset = meta.get("dataset", "dataset")
         fmt, radius, axes, puppi, recluster = self._settings(meta)
+        n_all = len(events)
+        good = ~self._bad_events(events, fmt) if recluster else np.ones(n_all, bool)
+        if not good.all():
+            events = events[good]
+        entries = int(meta.get("entrystart", 0)) + np.nonzero(good)[0]  # each kept event's entry in its file
         n_in = len(events)
         clouds = images = None
         if recluster:
@@ -151,7 +166,7 @@ class DijetProcessor(processor.ProcessorABC):
         label = meta.get("label")
         if "label" in events.fields:
             label = ak.to_numpy(events.label)[keep]
-        event_ids = int(meta.get("entrystart", 0)) + np.nonzero(keep)[0]
+        event_ids = entries[keep]
         table = dijet_table(
             {k: v[keep, 0] for k, v in kin.items()},
             {k: v[keep, 1] for k, v in kin.items()},
@@ -169,7 +184,7 @@ class DijetProcessor(processor.ProcessorABC):
             if self.write_images:
                 images = jet_images(cj, jeta, jphi)
 
-        record: dict[str, dict[str, int]] = {"inputs": {file_identity(meta.get("filename") or "?"): n_in}}
+        record: dict[str, dict[str, int]] = {"inputs": {file_identity(meta.get("filename") or "?"): n_all}}
         if self.out_dir is not None:
             record["chunks"] = {self._write(dataset, meta, table, clouds, images): len(table)}
 
@@ -180,8 +195,9 @@ class DijetProcessor(processor.ProcessorABC):
         for j in ("j1", "j2"):
             hists["tau21"].fill(dataset=dataset, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
         cutflow = {
-            "input": n_in,
+            "input": n_all,
             "passed": int(keep.sum()),
+            "failed_bad_input": int((~good).sum()),
             "failed_two_jets": int((~two_jets).sum()),
             "failed_trigger": int((two_jets & ~trigger).sum()),
         }

@@ -63,9 +63,10 @@ class Hdf5Chunk:
     metadata: tuple  # sorted (key, value) pairs, hashable for the executors
 
 
-def hdf5_events(chunk: Hdf5Chunk):
-    """NanoEvents (PFNanoAOD-like ``PFCands``) for one chunk of an LHCO particle file."""
-    block = read_lhco_particles(chunk.filename, chunk.entrystart, chunk.entrystop)
+def hdf5_events(chunk: Hdf5Chunk, check: bool = True):
+    """NanoEvents (PFNanoAOD-like ``PFCands``) for one chunk of an LHCO particle file (``check``: see
+    :func:`~anomalyhunt.io.lhco.read_lhco_particles`; the processor checks the particles either way)."""
+    block = read_lhco_particles(chunk.filename, chunk.entrystart, chunk.entrystop, check=check)
     parts = block.to_awkward()
     counts = ak.num(parts)
     n = len(parts)
@@ -93,7 +94,7 @@ class _Hdf5Task:
     def __call__(self, chunk: Hdf5Chunk) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.proc.process(hdf5_events(chunk))
+            return self.proc.process(hdf5_events(chunk, check=False))
 
 
 def validate_root(path: str, fmt: str, treename: str) -> int:
@@ -125,7 +126,7 @@ def validate_hdf5(path: str) -> int:
     n = lhco_particle_events(path)
     if n == 0:
         raise InputError(path, "file holds no events")
-    read_lhco_particles(path, n - 1, n)  # truncated files fail here, before any work is scheduled
+    read_lhco_particles(path, n - 1, n, check=False)  # truncated files fail here, before any work is scheduled
     return n
 
 
@@ -302,5 +303,5 @@ def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
         for j in ("j1", "j2"):
             hists["tau21"].fill(dataset=ds.name, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
     n = sum(record["inputs"].values())
-    cutflow = {"input": n, "passed": n, "failed_two_jets": 0, "failed_trigger": 0}
+    cutflow = {"input": n, "passed": n, "failed_bad_input": 0, "failed_two_jets": 0, "failed_trigger": 0}
     return {"hists": hists, "cutflow": {ds.name: cutflow}, "files": {ds.name: record}}
