@@ -132,7 +132,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} defined twice (the first would be lost)")
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"line {line}: key {key!r} defined twice (the first would be lost)")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

@@ -113,7 +113,7 @@ def run_demo(
     bkg, sig = table[table.label == 0].reset_index(drop=True), table[table.label == 1].reset_index(drop=True)
     console.rule(f"[bold]3. Sliding-window hunt: {len(WINDOWS)} windows x {list(methods)}")
     hunt = hunt_report(bkg, sig, out, seed=seed, n_signal=n_signal, methods=methods, style=style, console=console,
-                       timings=timings)  # fmt: skip
+                       timings=timings, null=shipped_null())  # fmt: skip
     return hunt
 
 
@@ -130,10 +130,13 @@ def hunt_report(
     style: str = "CMS",
     console: Console | None = None,
     timings: dict[str, float] | None = None,
+    null: Any = None,
+    title: str = "anomalyhunt demo",
 ) -> pd.DataFrame:
     """A truth study on the hunt's one path: inject ``n_signal`` events into the background table (holding out true
     background for the idealized reference and a labelled test set), then :func:`~anomalyhunt.analysis.hunt.run_hunt`
-    in every window with every method."""
+    in every window with every method. ``null``: background-only hunts of this configuration (e.g.
+    :func:`shipped_null` for the shipped table), else the global significance is labelled uncalibrated."""
     from .analysis.hunt import HuntSample, run_hunt
     from .analysis.injection import inject_signal
     from .analysis.regions import Regions
@@ -149,6 +152,5 @@ def hunt_report(
     return run_hunt(
         hunt_sample, windows, methods, out, efficiencies=efficiencies, seed=seed, generator_config=GENERATOR_CONFIG,
         classifier_config=CLASSIFIER_CONFIG, sideband_width=SIDEBAND_WIDTH, fit_toys=FIT_TOYS, style=style,
-        null=shipped_null() if tuple(windows) == WINDOWS and tuple(efficiencies) == EFFICIENCIES else None,
-        title="anomalyhunt demo", console=console, timings=timings,
+        null=null, title=title, console=console, timings=timings,
     )  # fmt: skip

@@ -128,7 +128,8 @@ def data_sample(
     x_sig = feature_matrix(inject, features, inject_source)
     if not 0 <= n_signal <= len(m_sig):
         raise InputError(inject_source, f"{n_signal} signal events asked, the table holds {len(m_sig)}")
-    pick = np.sort(np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417])).permutation(len(m_sig))[:n_signal])
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1417]))
+    pick = np.sort(rng.permutation(len(m_sig))[:n_signal])
     is_signal = np.r_[np.zeros(len(m), np.int8), np.ones(n_signal, np.int8)]
     desc += f" + {n_signal} signal events injected from {inject_source} (seed {seed})"
     return HuntSample(np.r_[x, x_sig[pick]], np.r_[m, m_sig[pick]], tuple(features), desc, is_signal)
@@ -187,7 +188,8 @@ def prediction_error(fit: Any, bins: np.ndarray) -> float:
     v = dict(fit.values)
 
     def total(vals: dict[str, float]) -> float:
-        return float(background_counts(fit.edges, vals["norm"], vals["p1"], vals["p2"], vals["p3"], fit.sqrt_s)[bins].sum())
+        counts = background_counts(fit.edges, vals["norm"], vals["p1"], vals["p2"], vals["p3"], fit.sqrt_s)
+        return float(counts[bins].sum())
 
     grad = []
     for p in names:
@@ -214,11 +216,12 @@ def upper_limit(hunt: Any, efficiency_error: float = 0.0, rel_width: float = 0.0
     bkg = np.maximum(fit.background()[sr], 1e-3)
     obs = fit.counts[sr]
     rel = float(np.hypot(prediction_error(fit, sr) / bkg.sum(), efficiency_error))
+    norm = {"hi": 1 + rel, "lo": max(1 - rel, 0.01)}
     spec = {"channels": [{"name": "sr", "samples": [
         {"name": "signal", "data": (shape / shape.sum()).tolist(),
          "modifiers": [{"name": "n_signal", "type": "normfactor", "data": None}]},
         {"name": "background", "data": bkg.tolist(),
-         "modifiers": [{"name": "background_norm", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 0.01)}}]},
+         "modifiers": [{"name": "background_norm", "type": "normsys", "data": norm}]},
     ]}]}  # fmt: skip
     model = pyhf.Model(spec, poi_name="n_signal")
     data = obs.tolist() + model.config.auxdata
@@ -431,7 +434,7 @@ def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFram
     for name, paths in plots.items():
         png = next(p for p in paths if p.suffix == ".png")
         lines += [f"### {name}", "", f"![{name}]({png.relative_to(out)})", ""]
-    lines += ["## All windows", "", markdown_table(hunt.drop(columns=["seconds_train", "seconds_template"])), ""]  # fmt: skip
+    lines += ["## All windows", "", markdown_table(hunt.drop(columns=["seconds_train", "seconds_template"])), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

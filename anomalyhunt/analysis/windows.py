@@ -351,9 +351,9 @@ def add_closure(results: Sequence["WindowResult"]) -> None:
         others = [o for o in results if o.method == res.method and (o.window[1] <= res.window[0]
                                                                       or o.window[0] >= res.window[1])]
         for eff, d in res.direct.items():
-            rel2 = [((o.direct[eff]["observed"] - o.direct[eff]["expected"]) ** 2
-                     - o.direct[eff]["expected"] - o.direct[eff]["stat_error"] ** 2) / max(o.direct[eff]["expected"], 1.0) ** 2
-                    for o in others]  # fmt: skip
+            # each other window's squared relative residual, less what its own statistics explain
+            rel2 = [((od["observed"] - od["expected"]) ** 2 - od["expected"] - od["stat_error"] ** 2)
+                    / max(od["expected"], 1.0) ** 2 for od in (o.direct[eff] for o in others)]  # fmt: skip
             closure = float(np.sqrt(max(np.mean(rel2), 0.0))) if rel2 else float("nan")
             res.closure[eff] = closure
             sigma = np.hypot(d["stat_error"], (0.0 if np.isnan(closure) else closure) * d["expected"])
