@@ -3,7 +3,9 @@ by address. `process` and `search` give the same results there as locally (timin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 
 from anomalyhunt.cli import main as cli
 from anomalyhunt.features import load_feature_table
+from anomalyhunt.processors import DijetProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
@@ -24,9 +27,10 @@ EXEMPT = {"seconds_train", "seconds_fit", "seconds_sample", "seconds_template", 
           "seconds_template_auc", "seconds_fit_model", "config"}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def dask_cluster(tmp: Path):
+    """A scheduler and two worker processes (one task thread each; the second declares GPU=1) on loopback, started
+    as separate processes from the command line; yields the scheduler's address."""
     sched_file = tmp / "scheduler.json"
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
@@ -37,11 +41,9 @@ def cluster(tmp_path_factory):
             time.sleep(0.2)
         worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched_file),
                   "--nthreads", "1", "--no-dashboard", "--no-nanny"]  # fmt: skip
-        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        import os
-
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         for extra in ([], ["--resources", "GPU=1"]):
-            procs.append(subprocess.Popen([*worker, *extra], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+            procs.append(subprocess.Popen([*worker, *extra], env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))  # fmt: skip
         from distributed import Client
 
@@ -58,6 +60,12 @@ def cluster(tmp_path_factory):
             except subprocess.TimeoutExpired:  # a worker still closing its connections: no need to wait on it
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with dask_cluster(tmp_path_factory.mktemp("cluster")) as address:
+        yield address
 
 
 def test_process_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
@@ -94,3 +102,55 @@ def test_search_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
     for a, b in zip(local, remote):
         assert {k: v for k, v in a.items() if k not in EXEMPT} == {k: v for k, v in b.items() if k not in EXEMPT}
     assert min(r["auc"] for r in local if r["method"] == "idealized") > 0.6
+
+
+class DiesOnce(DijetProcessor):
+    """Exits the worker process it runs in at its second chunk there, once per run: the first process to create
+    ``marker`` dies (deterministic: a chunk count, not a sleep)."""
+
+    def __init__(self, out_dir: Path, marker: Path) -> None:
+        super().__init__(out_dir)
+        self.marker = str(marker)
+
+    def process(self, events):
+        # Each task gets its own copy of the processor: count this process's chunks in a file of its own.
+        count = Path(f"{self.marker}.{os.getpid()}")
+        calls = int(count.read_text()) + 1 if count.exists() else 1
+        count.write_text(str(calls))
+        if calls >= 2:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().process(events)
+
+
+def test_a_worker_killed_while_processing_changes_nothing(tmp_path):
+    """A worker dies in the middle of the run; Dask reruns what it held on the other worker: the same rows, the
+    same cut flow, a complete manifest."""
+    import cloudpickle
+    from coffea import processor
+    from coffea.nanoevents import PFNanoAODSchema
+    from distributed import Client
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    files = {}
+    for name in ("a.root", "b.root"):
+        shutil.copy(PFNANO, tmp_path / name)
+        files[str(tmp_path / name)] = "Events"
+    fileset = {"cms": {"files": files, "metadata": {"format": "pfnanoaod"}}}
+    local = processor.Runner(executor=processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=2,
+                             metadata_cache={})(fileset, processor_instance=DijetProcessor(tmp_path / "local"))
+    with dask_cluster(tmp_path) as address, Client(address) as client:
+        runner = processor.Runner(executor=processor.DaskExecutor(client=client, status=False),
+                                  schema=PFNanoAODSchema, chunksize=2, metadata_cache={})  # fmt: skip
+        remote = runner(fileset, processor_instance=DiesOnce(tmp_path / "remote", tmp_path / "died"))
+        assert (tmp_path / "died").exists()  # a worker did die
+        assert len(client.scheduler_info()["workers"]) == 1
+    assert remote["cutflow"] == local["cutflow"] and remote["cutflow"]["cms"]["input"] == 20
+    a = load_feature_table(tmp_path / "local" / "cms").sort_values(["source", "event"]).reset_index(drop=True)
+    b = load_feature_table(tmp_path / "remote" / "cms").sort_values(["source", "event"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert json.loads((tmp_path / "remote" / "cms" / "manifest.json").read_text())["total_rows"] == 20
