@@ -36,3 +36,23 @@ def _single_thread_torch() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+def write_toy_table(path: Path, n: int = 4000, *, seed: int = 0, resonance: bool = True, mjj_nan: int = 0) -> Path:
+    """A labelled feature table for the command-line tests. ``resonance``: a falling mjj spectrum with 300 signal
+    events at 3.5 TeV (100 GeV wide) that have low tau21_j1, so that a classifier can find them; otherwise flat mjj in
+    2.8-4.5 TeV and the first tenth labelled signal with no difference. ``mjj_nan``: that many NaN masses."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
+    n_sig = 300 if resonance else n // 10
+    t["mjj"] = 2800 + rng.exponential(600, n) if resonance else rng.uniform(2800, 4500, n)
+    t["event"], t["label"] = np.arange(n), (np.arange(n) < n_sig).astype(int)
+    if resonance:
+        t.loc[t.label == 1, "mjj"] = rng.normal(3500, 100, n_sig)
+        t.loc[t.label == 1, "tau21_j1"] = rng.uniform(0.0, 0.3, n_sig)
+    t.loc[: mjj_nan - 1, "mjj"] = np.nan
+    t.to_parquet(path)
+    return path

@@ -14,6 +14,7 @@ import pytest
 
 from anomalyhunt.cli import main as cli
 from anomalyhunt.io.lhco import write_lhco_particles
+from conftest import write_toy_table
 
 REPO = Path(__file__).resolve().parents[1]
 PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
@@ -33,13 +34,7 @@ def _particles(path: Path, bad: str | None) -> Path:
 
 
 def _table(path: Path, n: int = 400, mjj_nan: int = 0) -> Path:
-    rng = np.random.default_rng(0)
-    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
-    t["mjj"] = rng.uniform(2800, 4500, n)
-    t.loc[: mjj_nan - 1, "mjj"] = np.nan
-    t["event"], t["label"] = np.arange(n), (np.arange(n) < 40).astype(int)
-    t.to_parquet(path)
-    return path
+    return write_toy_table(path, n, resonance=False, mjj_nan=mjj_nan)
 
 
 def _yaml(tmp: Path, extra: str) -> Path:

@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from anomalyhunt.cli import main as cli
 from anomalyhunt.features import load_feature_table
 from anomalyhunt.processors import DijetProcessor
+from conftest import write_toy_table
 
 REPO = Path(__file__).resolve().parents[1]
 PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
@@ -85,13 +85,7 @@ def test_process_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path)
 
 
 def test_search_on_a_cluster_by_address_equals_the_local_run(cluster, tmp_path):
-    rng = np.random.default_rng(1)
-    n = 4000
-    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
-    t["mjj"], t["event"], t["label"] = 2800 + rng.exponential(600, n), np.arange(n), (np.arange(n) < 300).astype(int)
-    t.loc[t.label == 1, "mjj"] = rng.normal(3500, 100, 300)
-    t.loc[t.label == 1, "tau21_j1"] = rng.uniform(0.0, 0.3, 300)
-    t.to_parquet(tmp_path / "toy.parquet")
+    write_toy_table(tmp_path / "toy.parquet", seed=1)
     common = ["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--method", "cwola",
               "--sr", "3.3:3.7", "--signal-events", "150", "--seeds", "2", "--quiet", "--no-plots"]  # fmt: skip
     assert cli([*common, "--scheduler", "sync", "--out", str(tmp_path / "local")]) == 0

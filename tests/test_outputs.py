@@ -7,7 +7,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,6 +16,7 @@ from anomalyhunt.errors import ConfigError, InputError
 from anomalyhunt.features import load_feature_table
 from anomalyhunt.io.manifest import MANIFEST, begin_dataset
 from anomalyhunt.processors import DijetProcessor, run_process
+from conftest import write_toy_table
 
 REPO = Path(__file__).resolve().parents[1]
 PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"  # 10 events, all with two jets
@@ -123,14 +123,7 @@ def test_duplicate_inputs_are_errors(tmp_path, three_files):
 
 
 def test_search_refuses_the_same_events_twice(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    n = 400
-    table = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
-    table["mjj"] = rng.uniform(2800, 4500, n)
-    table["event"] = np.arange(n)
-    table["label"] = (np.arange(n) < 40).astype(int)
-    path = tmp_path / "toy.parquet"
-    table.to_parquet(path)
+    path = write_toy_table(tmp_path / "toy.parquet", 400, resonance=False)
     rc = cli(["search", "--features", str(path), "--features", str(path), "--method", "idealized", "--scheduler",
               "sync", "--out", str(tmp_path / "s"), "--quiet"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
@@ -171,13 +164,7 @@ def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path)
 def test_search_records_a_failing_sr_resumes_and_keeps_its_out_dir(tmp_path, capsys):
     """One SR that cannot run (no signal left to test) is recorded with its reason while the other finishes; a
     re-run keeps the finished run; a different search into the same OUT is refused; few test events are flagged."""
-    rng = np.random.default_rng(0)
-    n = 4000
-    t = pd.DataFrame({c: rng.uniform(0.1, 1, n) for c in ("mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r")})
-    t["mjj"], t["event"], t["label"] = 2800 + rng.exponential(600, n), np.arange(n), (np.arange(n) < 300).astype(int)
-    t.loc[t.label == 1, "mjj"] = rng.normal(3500, 100, 300)
-    t.loc[t.label == 1, "tau21_j1"] = rng.uniform(0.0, 0.3, 300)
-    t.to_parquet(tmp_path / "toy.parquet")
+    write_toy_table(tmp_path / "toy.parquet", seed=0)
     args = ["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--sr", "3.3:3.7",
             "--sr", "5.9:6.0", "--signal-events", "100", "--scheduler", "sync", "--quiet", "--no-plots", "--out",
             str(tmp_path / "s")]  # fmt: skip
