@@ -63,10 +63,10 @@ class Hdf5Chunk:
     metadata: tuple  # sorted (key, value) pairs, hashable for the executors
 
 
-def hdf5_events(chunk: Hdf5Chunk, check: bool = True):
-    """NanoEvents (PFNanoAOD-like ``PFCands``) for one chunk of an LHCO particle file (``check``: see
-    :func:`~anomalyhunt.io.lhco.read_lhco_particles`; the processor checks the particles either way)."""
-    block = read_lhco_particles(chunk.filename, chunk.entrystart, chunk.entrystop, check=check)
+def hdf5_events(chunk: Hdf5Chunk):
+    """NanoEvents (PFNanoAOD-like ``PFCands``) for one chunk of an LHCO particle file. Damaged particles are passed
+    on: the processor refuses them, or skips and counts them when asked to."""
+    block = read_lhco_particles(chunk.filename, chunk.entrystart, chunk.entrystop, check=False)
     parts = block.to_awkward()
     counts = ak.num(parts)
     n = len(parts)
@@ -94,7 +94,7 @@ class _Hdf5Task:
     def __call__(self, chunk: Hdf5Chunk) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.proc.process(hdf5_events(chunk, check=False))
+            return self.proc.process(hdf5_events(chunk))
 
 
 def validate_root(path: str, fmt: str, treename: str) -> int:
