@@ -49,6 +49,11 @@ def chunk_name(filename: str, entrystart: int, entrystop: int) -> str:
     return f"{file_tag(filename)}_{int(entrystart)}-{int(entrystop)}"
 
 
+def _chunk_stem(file_name: str) -> str:
+    """A chunk file's name without its suffix (chunk names keep the input file's dots)."""
+    return file_name.rsplit(".", 1)[0]
+
+
 def _chunk_files(dataset_dir: Path) -> dict[str, list[str]]:
     return {
         sub: sorted(p.name for p in (dataset_dir / sub).glob(f"*{_SUFFIX[sub]}"))
@@ -93,7 +98,7 @@ def finish_dataset(
     dataset_dir.mkdir(parents=True, exist_ok=True)
     for sub, names in _chunk_files(dataset_dir).items():
         for name in names:
-            if name[: -len(_SUFFIX[sub])] not in chunks:
+            if _chunk_stem(name) not in chunks:
                 (dataset_dir / sub / name).unlink()
     files = _chunk_files(dataset_dir)
     rows = {name: _parquet_rows(dataset_dir / "features" / name) for name in files.get("features", [])}
@@ -109,7 +114,7 @@ def finish_dataset(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     problems = []
-    missing = sorted(set(chunks) - {n[: -len(".parquet")] for n in rows})
+    missing = sorted(set(chunks) - {_chunk_stem(n) for n in rows})
     if missing:
         problems.append(f"{len(missing)} chunk(s) written but not on disk (e.g. {missing[0]})")
     if total != sum(chunks.values()) or total != cutflow.get("passed", total):

@@ -216,7 +216,7 @@ def run_process(
             raise InputError(out / ds.name, f"output directory is not writable ({err.strerror})") from None
     ex = make_executor(executor, workers, scheduler, status)
     try:
-        output = proc.postprocess(_run(datasets, out, proc, ex, chunksize))
+        output = _run(datasets, out, proc, ex, chunksize)
     except Exception as err:
         # coffea's executors wrap a chunk's error in their own ("Failed processing file: ..."): the user needs ours.
         cause = _input_error(err)
@@ -252,7 +252,7 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
     root_sets: dict[str, dict[str, Any]] = {}
     for ds in datasets.values():
         if ds.format == "lhco-features":
-            results.append(_convert_features(ds, out))
+            results.append(proc.postprocess(_convert_features(ds, out)))
         elif ds.is_root:
             for f in ds.files:
                 validate_root(f, ds.format, ds.treename)
@@ -268,10 +268,10 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
             schema = PFNanoAODSchema if spec["metadata"]["format"] == "pfnanoaod" else NanoAODSchema
             # a fresh metadata cache: coffea's default one is per process and would reuse an earlier run's metadata
             runner = processor.Runner(executor=ex, schema=schema, chunksize=chunksize, metadata_cache={})
-            results.append(runner({name: spec}, processor_instance=proc))
+            results.append(runner({name: spec}, processor_instance=proc))  # the Runner calls postprocess itself
         if chunks:
             acc, _ = ex(chunks, _Hdf5Task(proc), None)
-            results.append(acc)
+            results.append(proc.postprocess(acc))
     return processor.accumulate([r for r in results if r])
 
 
