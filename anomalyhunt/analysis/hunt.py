@@ -52,8 +52,9 @@ class NullStudy:
         p = Path(path)
         if not (p / "values.jsonl").exists() or not (p / "study.json").exists():
             raise InputError(p, "not a calibration study (no values.jsonl / study.json from `anomalyhunt bench hunt`)")
-        rows = [json.loads(line) for line in (p / "values.jsonl").read_text().splitlines() if line.strip()]
-        return cls(p, pd.DataFrame(rows), json.loads((p / "study.json").read_text()))
+        from .hunt_calibration import read_values
+
+        return cls(p, pd.DataFrame(read_values(p / "values.jsonl")), json.loads((p / "study.json").read_text()))
 
     def check(self, windows: Sequence[tuple[float, float]], efficiencies: Sequence[float]) -> None:
         """Refuse a study made for other windows or cuts (its max-Z distribution would be another trials factor)."""
@@ -67,11 +68,12 @@ class NullStudy:
         (k + 1) / (n + 1); beyond all of them, also an extrapolation with the effective number of trials their
         median measures (labelled so). None when the study has no hunts of ``method``."""
         from .bumphunt import global_from_toys
+        from .hunt_calibration import sample_max_z
 
-        v = self.values[self.values.method == method].dropna(subset=[column]) if len(self.values) else self.values
-        if len(v) == 0:
+        max_z = sample_max_z(self.values, method, column) if len(self.values) else []
+        if len(max_z) == 0:
             return None
-        g = global_from_toys(observed, v.groupby("sample")[column].max().to_numpy(), "background-only hunts")
+        g = global_from_toys(observed, np.asarray(max_z), "background-only hunts")
         out = {"p_global": g.p_value, "z_global": g.z, "n_null": g.n_toys}
         if g.p_value == 1 / (g.n_toys + 1):  # beyond every null hunt: the count only bounds it
             out |= {"z_global_extrapolated": g.z_extrapolated, "n_eff_trials": g.n_eff}

@@ -45,7 +45,7 @@ def calibration_values(
         raise ConfigError(f"{out}: holds a calibration study with other settings (see study.json); use another --out")
     stamp.write_text(json.dumps(settings, indent=2, default=str))
     values = out / "values.jsonl"
-    done = {(r["sample"], r["method"]) for r in _read(values)}
+    done = {(r["sample"], r["method"]) for r in read_values(values)}
     rows = subsamples(len(bkg), fraction, n_samples, seed)
     todo = [(i, m) for i in range(n_samples) for m in methods if (i, m) not in done]
     if done:
@@ -61,10 +61,10 @@ def calibration_values(
                     if row["efficiency"] < 1.0:
                         keep = {k: row[k] for k in ("method", "sr_lo", "sr_hi", "efficiency", *STATISTICS)}
                         f.write(json.dumps({"sample": i, **keep}, default=float) + "\n")
-    return pd.DataFrame([r for r in _read(values) if r["sample"] < n_samples and r["method"] in methods])
+    return pd.DataFrame([r for r in read_values(values) if r["sample"] < n_samples and r["method"] in methods])
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def read_values(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -84,7 +84,7 @@ def global_p_values(values: pd.DataFrame, method: str, statistic: str, per_block
     mz = sample_max_z(values, method, statistic)
     block = mz.index.to_numpy() // per_block
     p = []
-    for i, (obs, b) in enumerate(zip(mz.to_numpy(), block)):
+    for obs, b in zip(mz.to_numpy(), block):
         null = mz.to_numpy()[block != b]
         if len(null):
             p.append((np.sum(null >= obs) + 1) / (len(null) + 1))
