@@ -49,3 +49,22 @@ def write_run_config(out_dir: str | Path, config: dict[str, Any], name: str = "c
     path = out / name
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path
+
+
+def check_same_run(out_dir: str | Path, config: dict[str, Any], what: str, ignore: tuple[str, ...] = ()) -> bool:
+    """An OUT holds one run: True if ``out_dir/config.json`` holds this ``config`` (keys in ``ignore`` aside), False
+    if there is none; a different run (a key set, changed or missing on either side) is a ConfigError."""
+    from .errors import ConfigError
+
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return False
+    try:
+        before = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{out_dir}: holds a config.json that is not a {what}'s; use another --out") from None
+    now = json.loads(json.dumps(config, default=str))
+    diff = sorted(k for k in set(before) | set(now) if k not in ignore and before.get(k) != now.get(k))
+    if diff:
+        raise ConfigError(f"{out_dir}: holds another {what} (settings {diff} differ); use another --out")
+    return True

@@ -80,25 +80,21 @@ def _config(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k != "func"}
 
 
+#: Keys `run` adds to the hunt's config.json after the command line's (what the command line resolved to).
+RECORDED_AFTER = ("windows_resolved", "inputs")
+
+
 def check_out_dir(args: argparse.Namespace) -> None:
     """A hunt's OUT holds one hunt: re-running the same one replaces it; a different one is refused (its files would
     mix with the earlier hunt's)."""
-    import json
     import shutil
     from pathlib import Path
 
-    from ..errors import ConfigError
+    from ..runconfig import check_same_run
 
     out = Path(args.out)
-    if not (out / "summary.json").exists() and not (out / "hunt.csv").exists():
+    if not check_same_run(out, _config(args), "hunt", ignore=RECORDED_AFTER):
         return
-    try:
-        before = json.loads((out / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        before = None
-    now = json.loads(json.dumps(_config(args), default=str))
-    if before is None or {k: v for k, v in before.items() if k in now} != now:
-        raise ConfigError(f"{out}: holds another hunt (its config.json differs); use another --out")
     for name in ("plots", "hunt.csv", "summary.json", "report.md", "hists.root", "hists.pkl"):
         path = out / name
         if path.is_dir():

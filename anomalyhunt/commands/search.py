@@ -465,24 +465,6 @@ def run_all(
 _EXECUTION_KEYS = ("scheduler", "workers", "progress", "plots", "out")
 
 
-def check_out_dir(out: str | Path, settings: dict[str, Any]) -> None:
-    """An OUT holds one search: the same settings resume it, other settings are refused."""
-    from ..analysis.search import _jsonable
-
-    path = Path(out) / "config.json"
-    if not path.exists():
-        return
-    try:
-        before = json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        raise ConfigError(f"{out}: holds a config.json that is not a search's; use another --out") from None
-    now = json.loads(json.dumps(_jsonable(settings)))
-    strip = lambda d: {k: v for k, v in d.items() if k not in _EXECUTION_KEYS}  # noqa: E731
-    if strip(before) != strip(now):
-        diff = sorted(k for k in set(strip(before)) | set(strip(now)) if before.get(k) != now.get(k))
-        raise ConfigError(f"{out}: holds another search (settings {diff} differ); use another --out")
-
-
 def check_device(device: str | None) -> None:
     """``--device cuda`` on a machine without CUDA: one line before any work (not a traceback from every task)."""
     from ..models.nn import pick_device
@@ -502,7 +484,10 @@ def main(args: argparse.Namespace) -> int:
     from ..analysis.search import check_inputs
 
     check_inputs([c for c in configs if not isinstance(c, ConstituentSearchConfig)])
-    check_out_dir(out, settings)
+    from ..analysis.search import _jsonable
+    from ..runconfig import check_same_run
+
+    check_same_run(out, _jsonable(settings), "search", ignore=_EXECUTION_KEYS)  # the same settings resume
     results = run_all(
         configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
     )
