@@ -44,10 +44,12 @@ def shipped_null():
     from .analysis.hunt import NullStudy
 
     path = resources.files("anomalyhunt") / "data" / "demo_null"
-    if not (path / "values.jsonl").is_file():
+    if not (path / "tasks.jsonl").is_file():
         return None
     with resources.as_file(path) as p:
-        return NullStudy.load(p)
+        study = NullStudy.load(p, label="background-only hunts made for the demo's configuration (shipped)")
+    study.calibrates = True  # made for exactly this configuration: the demo's own null
+    return study
 
 
 def shipped_features() -> pd.DataFrame:

@@ -110,7 +110,7 @@ def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.Data
             raise InputError(p, "no feature Parquet files found (expected features/*.parquet from `anomalyhunt process`)")
         frames = []
         for f in files:
-            df = _read_parquet(f)
+            df = _with_entries(_read_parquet(f))
             if "source" not in df.columns:
                 df["source"] = f"{f.parent.parent.name}/{file_tag(str(f))}"
             frames.append(df)
@@ -118,11 +118,11 @@ def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.Data
     elif not p.exists():
         raise InputError(p, "file does not exist")
     elif p.suffix == ".parquet":
-        table = _read_parquet(p)
+        table = _with_entries(_read_parquet(p))
     elif p.suffix in (".h5", ".hdf5", ".hdf"):
         from .io.lhco import read_lhco_features
 
-        table = read_lhco_features(p)
+        table = _with_entries(read_lhco_features(p))
     else:
         raise InputError(p, f"unknown feature-table format {p.suffix!r} (expected a directory, .parquet or .h5)")
     if len(table) == 0:
@@ -136,6 +136,14 @@ def load_feature_table(path: str | Path, allow_partial: bool = False) -> pd.Data
     table["source"] = table["source"].astype("category")
     table.attrs["inputs"] = inputs or [{"path": str(p), "status": "complete", "rows": len(table)}]
     return table
+
+
+def _with_entries(df: pd.DataFrame) -> pd.DataFrame:
+    """A table without event identifiers gets each row's entry in its file as ``event`` (what duplicate checks key
+    on, with the file)."""
+    if "event" not in df.columns:
+        df["event"] = np.arange(len(df), dtype=np.int64)
+    return df
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

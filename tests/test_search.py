@@ -591,7 +591,7 @@ def test_local_cluster_workers_keep_the_allocator_defaults_and_share_the_cores()
 
     import torch
 
-    from anomalyhunt.analysis.search import run_tasks
+    from anomalyhunt.tasks import run_tasks
 
     names = ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
     probes = [functools.partial(os.getenv, name) for name in names] + [torch.get_num_threads]

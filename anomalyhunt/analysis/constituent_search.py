@@ -405,7 +405,7 @@ def run_constituent_searches(
             it = tqdm(cfgs, desc="constituent searches", unit="run")
         return [_jsonable(run_constituent_search(c)) for c in it]
 
-    from .search import run_tasks
+    from ..tasks import run_tasks
 
     return run_tasks(
         _run_task, [c.to_dict() for c in cfgs], scheduler=None if scheduler == "local" else scheduler,

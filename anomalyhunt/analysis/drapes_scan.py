@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..tasks import run_tasks
 from . import metrics
 from .cwola import cwola
 from .regions import Regions
@@ -26,7 +27,6 @@ from .search import (
     classifier_options,
     make_sample,
     make_search_generator,
-    run_tasks,
     template_fidelity,
 )
 
@@ -105,7 +105,7 @@ def drapes_scans(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`drapes_scan` for several configs (seeds) as Dask tasks (``scheduler`` as in
-    :func:`~anomalyhunt.analysis.search.run_tasks`)."""
+    :func:`~anomalyhunt.tasks.run_tasks`)."""
     cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
     payloads = [(c.to_dict(), [float(s) for s in sigma_primes]) for c in cfgs]
     return run_tasks(_scan_task, payloads, scheduler=scheduler, workers=workers, progress=progress,

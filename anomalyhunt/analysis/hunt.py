@@ -41,20 +41,32 @@ DEFAULT_SIGNIFICANCE = "fit-fixed"
 
 @dataclass
 class NullStudy:
-    """Background-only hunts (``anomalyhunt bench hunt``): one row per sample, method, window and cut."""
+    """A null max-Z distribution: one row per background-only sample (or pseudo-experiment), method, window and cut.
+
+    ``label`` says what the samples are; ``calibrates`` whether they were made for the data being hunted (null
+    pseudo-experiments of this table, :mod:`~anomalyhunt.analysis.null_toys`, or the demo's shipped study of its own
+    configuration): only then is a global significance from them called calibrated."""
 
     path: Path
     values: pd.DataFrame
     settings: dict[str, Any]
+    label: str
+    calibrates: bool = False
 
     @classmethod
-    def load(cls, path: str | Path) -> "NullStudy":
-        p = Path(path)
-        if not (p / "values.jsonl").exists() or not (p / "study.json").exists():
-            raise InputError(p, "not a calibration study (no values.jsonl / study.json from `anomalyhunt bench hunt`)")
-        from .hunt_calibration import read_values
+    def load(cls, path: str | Path, label: str | None = None, data: str | None = None) -> "NullStudy":
+        """A study directory (``anomalyhunt bench hunt --out DIR`` or a hunt's ``null-toys``); it calibrates when
+        its ``data`` fingerprint is the one given (:meth:`HuntSample.fingerprint`)."""
+        from ..resume import read_tasks
 
-        return cls(p, pd.DataFrame(read_values(p / "values.jsonl")), json.loads((p / "study.json").read_text()))
+        p = Path(path)
+        if not (p / "tasks.jsonl").exists() or not (p / "study.json").exists():
+            raise InputError(p, "not a calibration study (no tasks.jsonl / study.json from `anomalyhunt bench hunt` "
+                                "or `anomalyhunt hunt --null-toys`)")  # fmt: skip
+        settings = json.loads((p / "study.json").read_text())
+        values = pd.DataFrame([r for rows in read_tasks(p).values() for r in rows])
+        return cls(p, values, settings, label or f"background-only hunts ({p})",
+                   data is not None and settings.get("data") == data)  # fmt: skip
 
     def check(self, windows: Sequence[tuple[float, float]], efficiencies: Sequence[float]) -> None:
         """Refuse a study made for other windows or cuts (its max-Z distribution would be another trials factor)."""
@@ -99,6 +111,15 @@ class HuntSample:
     x_test: np.ndarray | None = None
     m_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+
+    def fingerprint(self) -> str:
+        """sha1 of the events (masses, features, their names): what a null study made for this data records."""
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(self.m, np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.x, np.float64).tobytes())
+        h.update(",".join(self.features).encode())
+        return h.hexdigest()
 
     def signal_in(self, window: tuple[float, float]) -> int | None:
         """Injected signal events in a window (None without injection)."""
@@ -334,8 +355,8 @@ def global_significances(
         from_null = null.global_p(m, observed, column) if null is not None else None
         if from_null is not None:
             n = from_null["n_null"]
-            out[m] = {**from_null, "calibration": f"calibrated: {n} background-only hunts of these windows "
-                                                  f"({null.path})"}  # fmt: skip
+            state = "calibrated" if null.calibrates else "uncalibrated for this data"
+            out[m] = {**from_null, "calibration": f"{state}: {n} {null.label}"}
         elif fit_toys and significance != "direct":
             g = hunt_fit_toys([r for r in results if r.method == m], fit_toys, seed=seed, progress=True,
                               significance=significance)  # fmt: skip

@@ -7,20 +7,19 @@ the same samples: the dijet fit with the Gaussian's mean floating in the SR (``z
 (``z_fixed``), and the direct background estimate (``z_direct``, closure from the other windows). A calibrated one
 has, per (window, cut), a standard deviation near 1 and a mean near 0; the study pools the within-window spread.
 
-Finished (sample, method) hunts are appended to ``values.jsonl`` in the output directory and skipped by a re-run
-(a run stopped anywhere resumes where it stopped); a study with other settings in the same directory is refused.
+Finished (sample, method) hunts are recorded in the output directory's task log (:class:`~anomalyhunt.resume.TaskLog`)
+and skipped by a re-run (a run stopped anywhere resumes where it stopped); a study with other settings in the same
+directory is refused.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
 from .hunt_toys import hunt_once, subsamples
 
 #: The significance definitions compared (columns of the hunt table).
@@ -36,38 +35,32 @@ def calibration_values(
     events of ``sig`` into every sample (a sensitivity study on the same machinery)."""
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..resume import TaskLog
+
     settings = {**(settings or {}), "fraction": fraction, "windows": [list(w) for w in windows],
                 "features": list(features), "seed": seed, "n_events": len(bkg), "n_signal": n_signal}  # fmt: skip
-    stamp = out / "study.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != json.loads(json.dumps(settings, default=str)):
-        raise ConfigError(f"{out}: holds a calibration study with other settings (see study.json); use another --out")
-    stamp.write_text(json.dumps(settings, indent=2, default=str))
-    values = out / "values.jsonl"
-    done = {(r["sample"], r["method"]) for r in read_values(values)}
+    log = TaskLog(out, settings, "calibration study")
     rows = subsamples(len(bkg), fraction, n_samples, seed)
-    todo = [(i, m) for i in range(n_samples) for m in methods if (i, m) not in done]
-    if done:
-        print(f"resuming: {len(done)} (sample, method) hunts already in {values}, {len(todo)} to run")
+    todo = [(i, m) for i in range(n_samples) for m in methods if task_name(i, m) not in log.done]
+    if log.done:
+        print(f"resuming: {len(log.done)} (sample, method) hunts already in {log.path}, {len(todo)} to run")
     desc = f"hunts with {n_signal} signal events" if n_signal else "background-only hunts"
     for i, method in tqdm(todo, desc=desc, unit="hunt", disable=not progress):
         sample = bkg.iloc[rows[i]].reset_index(drop=True)
         results = hunt_once(sample, sig, n_signal, seed + i, method=method, windows=windows, features=features,
                             **hunt_options)  # fmt: skip
-        with values.open("a") as f:
-            for r in results:
-                for row in r.rows():
-                    if row["efficiency"] < 1.0:
-                        keep = {k: row[k] for k in ("method", "sr_lo", "sr_hi", "efficiency", *STATISTICS)}
-                        f.write(json.dumps({"sample": i, **keep}, default=float) + "\n")
-    return pd.DataFrame([r for r in read_values(values) if r["sample"] < n_samples and r["method"] in methods])
+        log.record(task_name(i, method), [{"sample": i, **value_row(row)} for r in results for row in r.rows()
+                                          if row["efficiency"] < 1.0])  # fmt: skip
+    return pd.DataFrame([r for r in log.rows() if r["sample"] < n_samples and r["method"] in methods])
 
 
-def read_values(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def task_name(sample: int, method: str) -> str:
+    return f"{sample}/{method}"
+
+
+def value_row(row: dict[str, Any]) -> dict[str, Any]:
+    """What a study keeps of a hunt-table row: the window, the cut and every local Z definition."""
+    return {k: row[k] for k in ("method", "sr_lo", "sr_hi", "efficiency", *STATISTICS)}
 
 
 def sample_max_z(values: pd.DataFrame, method: str, statistic: str) -> pd.Series:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError
+from ..tasks import run_tasks
 from . import metrics
 from .cwola import KFoldResult, cwola, kfold_classify
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
@@ -550,72 +550,6 @@ def small_statistics_warnings(res: dict[str, Any]) -> list[str]:
     if nb < 100 or ns < 100:
         out.append(f"AUC rests on {nb} background and {ns} signal test events (< 100 per class)")
     return out
-
-
-def _in_worker(fn: Any, payload: Any) -> Any:
-    from ..local_cluster import use_task_threads
-
-    use_task_threads()
-    return fn(payload)
-
-
-def run_tasks(
-    fn: Any,
-    payloads: Sequence[Any],
-    *,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    progress: bool = False,
-    gpu: Sequence[bool] | None = None,
-    names: Sequence[str] | None = None,
-    desc: str = "tasks",
-) -> list[Any]:
-    """``[fn(p) for p in payloads]`` as Dask tasks (``fn`` must be importable by the workers).
-
-    ``scheduler``: ``None`` starts a :func:`~anomalyhunt.local_cluster.local_cluster` (``workers`` processes,
-    default min(#tasks, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
-    process. Tasks flagged in ``gpu`` ask for the worker resource ``{"GPU": 1}`` (a local cluster then gives each
-    worker one such resource, so GPU tasks share the local GPU one per worker).
-    """
-    payloads = list(payloads)
-    if not payloads:
-        return []
-    gpu = list(gpu) if gpu is not None else [False] * len(payloads)
-    if scheduler == "sync":
-        it: Iterable[Any] = payloads
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(payloads, desc=desc, unit="task")
-        return [fn(p) for p in it]
-
-    from distributed import Client, as_completed
-
-    from ..local_cluster import local_cluster
-
-    cluster = None
-    if scheduler is None:
-        n = workers or max(1, min(len(payloads), os.cpu_count() or 1))
-        cluster = local_cluster(n, resources={"GPU": 1} if any(gpu) else None)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
-        futures = [
-            client.submit(_in_worker, fn, p, key=f"{names[i] if names else desc}-{i}", pure=False,
-                          resources={"GPU": 1} if g else None)
-            for i, (p, g) in enumerate(zip(payloads, gpu))
-        ]
-        if progress:
-            from tqdm.auto import tqdm
-
-            for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="task"):
-                pass
-        return client.gather(futures)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def check_inputs(cfgs: Sequence[SearchConfig]) -> None:

@@ -691,7 +691,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
                   f"{r.mean_max:+.2f}", f"{r['max']:.2f}", f"{r.median_global_p:.2f} ({r.n_global})",
                   f"{r.ks_p:.2f}")  # fmt: skip
     console_for_tables().print(t)
-    print(f"values in {args.out}/values.jsonl, summary in {args.out}/summary.json")
+    print(f"values in {args.out}/tasks.jsonl, summary in {args.out}/summary.json")
     return 0
 
 

@@ -41,8 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--significance", choices=("fit-fixed", "fit-floating", "direct"), default="fit-fixed",
                    help="local significance: dijet fit with the Gaussian at the window centre (default; calibrated "
                         "under background only), with its mean floating in the SR, or direct background estimation")
-    p.add_argument("--null", metavar="DIR", help="background-only hunts of the same windows and cuts "
-                                                 "(anomalyhunt bench hunt --out DIR): the calibrated global p-value")
+    p.add_argument("--null-toys", type=int, default=0, metavar="N",
+                   help="null pseudo-experiments per window and method from a background-only model of this data "
+                        "(mjj from the dijet fit, features from a template), generators and classifiers retrained: "
+                        "the calibrated global p-value. Resumable; a re-run with a larger N adds toys (OUT/null-toys)")
+    p.add_argument("--null-model", default="cathode", metavar="GENERATOR",
+                   help="generator of the null model's features, trained around each window with its SR left out "
+                        "(default cathode)")
+    p.add_argument("--null", metavar="DIR", help="a null study made elsewhere (anomalyhunt bench hunt --out DIR); "
+                                                 "it calibrates only if made for this data")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler for the pseudo-experiments (default: a "
+                                                          "local cluster; 'sync': this process)")
+    p.add_argument("--workers", type=int, metavar="N", help="local cluster workers (default: #CPUs)")
     p.add_argument("--fit-toys", type=int, default=30, metavar="N",
                    help="fit-only toys per method for an uncalibrated global Z without --null (0: none)")
     p.add_argument("--allow-partial", action="store_true", help="read partial or mixed processor outputs")
@@ -82,6 +92,11 @@ def _config(args: argparse.Namespace) -> dict:
 
 #: Keys `run` adds to the hunt's config.json after the command line's (what the command line resolved to).
 RECORDED_AFTER = ("windows_resolved", "inputs")
+#: Settings that may change between runs of one hunt: how many pseudo-experiments (more are added to those there)
+#: and where they run.
+MAY_CHANGE = ("null_toys", "scheduler", "workers")
+#: Where the hunt's null pseudo-experiments are kept (kept across re-runs of the same hunt: they resume).
+NULL_TOYS_DIR = "null-toys"
 
 
 def check_out_dir(args: argparse.Namespace) -> None:
@@ -93,7 +108,7 @@ def check_out_dir(args: argparse.Namespace) -> None:
     from ..runconfig import check_same_run
 
     out = Path(args.out)
-    if not check_same_run(out, _config(args), "hunt", ignore=RECORDED_AFTER):
+    if not check_same_run(out, _config(args), "hunt", ignore=RECORDED_AFTER + MAY_CHANGE):
         return
     for name in ("plots", "hunt.csv", "summary.json", "report.md", "hists.root", "hists.pkl"):
         path = out / name
@@ -104,9 +119,12 @@ def check_out_dir(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import pandas as pd
 
-    from ..analysis.hunt import NullStudy, data_sample, run_hunt
+    from ..analysis.hunt import NullStudy, data_sample, fit_edges, run_hunt
+    from ..analysis.null_toys import run_null_toys
     from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
     from ..analysis.windows import CWOLA
@@ -123,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
     windows = windows_from_args(args.sr, args.windows)
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: must be >= 0")
+    if args.null_toys < 0 or (args.workers is not None and args.workers < 1):
+        raise ConfigError("--null-toys must be >= 0 and --workers >= 1")
+    if args.null_toys and args.null:
+        raise ConfigError("give --null-toys (pseudo-experiments of this data) or --null DIR (a study made elsewhere)")
     features = tuple(args.feature or DEFAULT_FEATURES)
     correlated = [f for f in features if f in MASS_CORRELATED]
     if CWOLA in methods and correlated:
@@ -141,11 +163,26 @@ def run(args: argparse.Namespace) -> int:
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
     write_run_config(args.out, config)
+    efficiencies = tuple(args.efficiency or (0.1, 0.01))
+    edges = fit_edges(sample.m, windows, fit_range=parse_window(args.fit_range) if args.fit_range else None,
+                      source=", ".join(args.features))  # fmt: skip
+    gen_config = generator_options(args.generator_option, [m for m in methods if m != CWOLA] + [args.null_model])
+    null = NullStudy.load(args.null, data=sample.fingerprint()) if args.null else None
+    if args.null_toys:
+        directory = Path(args.out) / NULL_TOYS_DIR
+        values, settings, _ = run_null_toys(
+            sample.x, sample.m, sample.fingerprint(), windows, methods, directory, args.null_toys, edges=edges,
+            efficiencies=efficiencies, null_model=args.null_model, generator_config=gen_config,
+            sideband_width=args.sideband_width, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+        )  # fmt: skip
+        label = (f"null pseudo-experiments from a background-only model of this data (mjj: dijet fit; features: "
+                 f"{args.null_model} around each window, SR left out; generators and classifiers retrained; windows "
+                 f"drawn independently, conservative for overlapping windows; {directory})")  # fmt: skip
+        null = NullStudy(directory, values, settings, label, calibrates=True)
     run_hunt(
-        sample, windows, methods, args.out, efficiencies=tuple(args.efficiency or (0.1, 0.01)),
-        fit_range=parse_window(args.fit_range) if args.fit_range else None, seed=args.seed,
-        generator_config=generator_options(args.generator_option, [m for m in methods if m != CWOLA]),
-        sideband_width=args.sideband_width, fit_toys=args.fit_toys, significance=args.significance,
-        null=NullStudy.load(args.null) if args.null else None, style=args.style, title="anomalyhunt bump hunt",
+        sample, windows, methods, args.out, efficiencies=efficiencies, edges=edges, seed=args.seed,
+        generator_config={m: gen_config[m] for m in methods if m != CWOLA}, sideband_width=args.sideband_width,
+        fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style,
+        title="anomalyhunt bump hunt",
     )  # fmt: skip
     return 0
