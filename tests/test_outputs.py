@@ -161,6 +161,28 @@ def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path)
         load_feature_table(tmp_path / "out" / "qcd")
 
 
+def test_killed_driver_leaves_no_dask_workers():
+    """SIGKILL of a process holding the local Dask cluster every command starts (search, hunt pseudo-experiments):
+    its nannies, workers and resource tracker are gone 30 s later."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("from distributed import Client\nfrom anomalyhunt.local_cluster import local_cluster\n"
+            "client = Client(local_cluster(2))\nprint('up', flush=True)\nimport time\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 2, "the cluster never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
 def test_search_records_a_failing_sr_resumes_and_keeps_its_out_dir(tmp_path, capsys):
     """One SR that cannot run (no signal left to test) is recorded with its reason while the other finishes; a
     re-run keeps the finished run; a different search into the same OUT is refused; few test events are flagged."""

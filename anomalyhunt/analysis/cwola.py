@@ -21,7 +21,8 @@ ClassifierSpec = str | Callable[[int], Discriminator]
 
 @dataclass
 class KFoldResult:
-    """Out-of-fold scores of both samples, fold assignments, and the test-set scores (mean of the fold models)."""
+    """Out-of-fold scores of both samples, fold assignments, the test-set scores (mean of the fold models) and the
+    scores of other events (each by the model of a fold drawn for it)."""
 
     scores_1: np.ndarray
     scores_0: np.ndarray
@@ -29,6 +30,7 @@ class KFoldResult:
     fold_0: np.ndarray
     test_scores: np.ndarray | None
     seconds: float
+    other_scores: np.ndarray | None = None
 
 
 def make_classifier(classifier: ClassifierSpec, config: dict[str, Any] | None, seed: int) -> Discriminator:
@@ -51,6 +53,7 @@ def kfold_classify(
     x0: np.ndarray,
     x_test: np.ndarray | None = None,
     *,
+    x_other: np.ndarray | None = None,
     w1: np.ndarray | None = None,
     w0: np.ndarray | None = None,
     classifier: ClassifierSpec = "hgb",
@@ -60,13 +63,19 @@ def kfold_classify(
     progress: bool = False,
 ) -> KFoldResult:
     """Train ``folds`` classifiers of sample 1 (label 1) against sample 0 (label 0) with per-event weights
-    ``w1``/``w0`` (the discriminator then balances the two classes) and return out-of-fold and test scores."""
+    ``w1``/``w0`` (the discriminator then balances the two classes) and return out-of-fold and test scores.
+
+    ``x_other``: events of neither sample (e.g. outside the SR, for a bump hunt), each scored by the model of one
+    fold drawn for it at random -- one model, not the fold average, so that its scores follow the same distribution
+    as the out-of-fold ones."""
     if folds < 2:
         raise ValueError(f"k-fold needs folds >= 2, got {folds}")
     if len(x1) < folds or len(x0) < folds:
         raise ValueError(f"too few events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF01D]))
     f1, f0 = fold_assignment(len(x1), folds, rng), fold_assignment(len(x0), folds, rng)
+    fo = fold_assignment(len(x_other), folds, rng) if x_other is not None else None
+    so = np.full(len(x_other), np.nan) if x_other is not None else None
     w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
     w0 = np.ones(len(x0)) if w0 is None else np.asarray(w0, dtype=np.float64)
     s1, s0 = np.full(len(x1), np.nan), np.full(len(x0), np.nan)
@@ -87,9 +96,11 @@ def kfold_classify(
         clf.fit(x, y, sample_weight=w)
         s1[~tr1] = clf.score(x1[~tr1])
         s0[~tr0] = clf.score(x0[~tr0])
+        if so is not None:
+            so[fo == k] = clf.score(x_other[fo == k])
         if test is not None:
             test += clf.score(x_test) / folds
-    return KFoldResult(s1, s0, f1, f0, test, time.perf_counter() - start)
+    return KFoldResult(s1, s0, f1, f0, test, time.perf_counter() - start, so)
 
 
 def cwola(

@@ -36,6 +36,7 @@ from . import metrics
 from .cwola import KFoldResult, cwola, kfold_classify
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
 from .regions import Regions
+from .references import SharedFits, idealized_reference, sideband_reference, template_reference
 from .templates import shares_training
 
 #: Methods that are not template generators.
@@ -282,49 +283,6 @@ def make_search_generator(cfg: SearchConfig) -> Any:
     )
 
 
-def _fingerprint(cfg: SearchConfig, sample: InjectedSample, gen: Any) -> str:
-    """What a shared fit depends on: the data themselves, the generator and its config (but not the SR)."""
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=16)
-    for a in (sample.x, sample.m):
-        h.update(np.ascontiguousarray(a).tobytes())
-    conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
-    h.update(json.dumps([type(gen).__name__, conf, cfg.device], sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-#: A cache of fitted SR-independent generators: fingerprint -> (generator, seconds its fit took).
-SharedFits = dict[str, tuple[Any, float]]
-
-
-def _template(
-    cfg: SearchConfig, sample: InjectedSample, regions: Regions, sr: np.ndarray, shared: SharedFits | None = None
-) -> dict[str, Any]:
-    """Fit the generator (or take the fit of an earlier SR from ``shared``), draw SR masses from a KDE of the SR data
-    and sample the template."""
-    from .templates import fit_generator, sample_template
-
-    gen = make_search_generator(cfg)
-    key = _fingerprint(cfg, sample, gen) if (shared is not None and shares_training(gen)) else None
-    reused = key is not None and key in shared
-    if reused:
-        gen, t_model = shared[key]
-        t_fit = 0.0
-    else:
-        t0 = time.perf_counter()
-        fit_generator(gen, sample.x, sample.m, regions)
-        t_fit = t_model = time.perf_counter() - t0
-        if key is not None:
-            shared[key] = (gen, t_fit)
-    t0 = time.perf_counter()
-    n = int(gen.config.get("n_template") or _oversample(cfg, gen) * int(sr.sum()))
-    x_t, _ = sample_template(gen, sample.x[sr], sample.m[sr], cfg.sr, n, _sub_seed(cfg.seed, 11),
-                             f"{cfg.method} template")
-    return {"x": x_t, "seconds_fit": t_fit, "seconds_sample": time.perf_counter() - t0, "n_dropped": n - len(x_t),
-            "fit_shared": reused, "seconds_fit_model": t_model}
-
-
 def _oversample(cfg: SearchConfig, gen: Any = None) -> int:
     if cfg.oversample is not None:
         return int(cfg.oversample)
@@ -375,10 +333,9 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
     sr = regions.select_sr(sample.m, "data")
     x_sr = sample.x[sr]
     common = classifier_options(cfg)
-    template, tinfo = None, {}
+    template, ref = None, None
     if cfg.method == "cwola":
-        cw = Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)
-        reference = sample.x[cw.select_sb(sample.m, "data")]
+        reference = sideband_reference(sample.x, sample.m, Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)).x
         kf = cwola(x_sr, reference, sample.x_test, **common)
     elif cfg.method == "supervised":
         truth = sample.is_signal[sr].astype(bool)
@@ -392,18 +349,14 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         folds[truth], folds[~truth] = kf.fold_1, kf.fold_0
         kf = KFoldResult(scores, kf.scores_0, folds, kf.fold_0, kf.test_scores, kf.seconds)
     else:
+        n_ref = _oversample(cfg) * int(sr.sum())
         if cfg.method == "idealized":
-            n_max = _oversample(cfg) * int(sr.sum())
-            pool = sample.x_ideal
-            if len(pool) == 0:
-                raise InputError(
-                    "idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)"
-                )
-            pick = np.random.default_rng(_sub_seed(cfg.seed, 5)).permutation(len(pool))[:n_max]
-            template = pool[np.sort(pick)]
+            template = idealized_reference(sample.x_ideal, sample.m_ideal, regions, n_ref, _sub_seed(cfg.seed, 5)).x
         else:
-            tinfo = _template(cfg, sample, regions, sr, shared)
-            template = tinfo["x"]
+            gen = make_search_generator(cfg)
+            ref = template_reference(gen, sample.x, sample.m, regions, _oversample(cfg, gen) * int(sr.sum()),
+                                     _sub_seed(cfg.seed, 11), f"{cfg.method} template", shared)  # fmt: skip
+            template = ref.x
         reference = template
         kf = cwola(x_sr, template, sample.x_test, **common)
 
@@ -418,12 +371,12 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         res["template_auc"] = template_fidelity(cfg, sample, template)
         res["seconds_template_auc"] = time.perf_counter() - t0
     res["seconds_train"] = kf.seconds
-    res["seconds_fit"] = tinfo.get("seconds_fit")
-    res["seconds_sample"] = tinfo.get("seconds_sample")
-    res["seconds_template"] = (tinfo["seconds_fit"] + tinfo["seconds_sample"]) if tinfo else None
-    res["n_template_dropped"] = tinfo.get("n_dropped")
-    res["fit_shared"] = tinfo.get("fit_shared")
-    res["seconds_fit_model"] = tinfo.get("seconds_fit_model")
+    res["seconds_fit"] = ref.seconds_fit if ref else None
+    res["seconds_sample"] = ref.seconds_sample if ref else None
+    res["seconds_template"] = ref.seconds_template if ref else None
+    res["n_template_dropped"] = ref.n_dropped if ref else None
+    res["fit_shared"] = ref.fit_shared if ref else None
+    res["seconds_fit_model"] = ref.seconds_fit_model if ref else None
     res["seconds_total"] = time.perf_counter() - start
     res["config"] = cfg.to_dict()
     if cfg.out:

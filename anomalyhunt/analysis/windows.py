@@ -11,7 +11,6 @@ statistical uncertainty of that interpolation enters the fit as a constrained SR
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -31,9 +30,7 @@ from .bumphunt import (
     local_significance,
     mjj_hist,
 )
-from .cwola import fold_assignment, make_classifier
 from .regions import Regions
-from .templates import fit_generator, make_generator, sample_template, shares_training
 
 #: The reference that needs no generator: held-out true SR background (the ceiling of template methods).
 IDEALIZED = "idealized"
@@ -83,41 +80,6 @@ class WindowResult:
                 "seconds_train": self.seconds_train, "seconds_template": self.seconds_template,
             })  # fmt: skip
         return out
-
-
-def score_window(
-    x: np.ndarray, m: np.ndarray, window: tuple[float, float], x_ref: np.ndarray, *, fit_mask: np.ndarray,
-    x_test: np.ndarray | None = None, classifier: str = "hgb", classifier_config: dict[str, Any] | None = None,
-    folds: int = 3, seed: int = 0, ref_rows: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
-    """Scores (NaN outside ``fit_mask`` and the SR) for every data event, out-of-fold scores of the reference, and
-    the fold-mean score of ``x_test``, and the folds of the SR data and of the reference. ``ref_rows``: the positions
-    in ``x`` of reference events that are data themselves (CWoLa hunting's sidebands); they keep their out-of-fold
-    reference scores."""
-    in_sr = (m >= window[0]) & (m < window[1])
-    others = fit_mask & ~in_sr
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB0A7]))
-    f1 = fold_assignment(int(in_sr.sum()), folds, rng)
-    f0 = fold_assignment(len(x_ref), folds, rng)
-    fo = fold_assignment(int(others.sum()), folds, rng)
-    x1, xo = x[in_sr], x[others]
-    s1, so, s0 = np.empty(len(x1)), np.empty(len(xo)), np.empty(len(x_ref))
-    test = None if x_test is None else np.zeros(len(x_test))
-    for k in range(folds):
-        xt = np.concatenate([x1[f1 != k], x_ref[f0 != k]])
-        yt = np.concatenate([np.ones((f1 != k).sum(), np.int64), np.zeros((f0 != k).sum(), np.int64)])
-        clf = make_classifier(classifier, classifier_config, int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0]))
-        clf.fit(xt, yt)
-        s1[f1 == k] = clf.score(x1[f1 == k])
-        so[fo == k] = clf.score(xo[fo == k])
-        s0[f0 == k] = clf.score(x_ref[f0 == k])
-        if test is not None:
-            test += clf.score(x_test) / folds
-    scores = np.full(len(m), np.nan)
-    scores[in_sr], scores[others] = s1, so
-    if ref_rows is not None:  # trained on: only the folds that left them out may score them
-        scores[ref_rows] = s0
-    return scores, s0, test, (f1, f0)
 
 
 def calibrated_cuts(
@@ -262,6 +224,10 @@ def hunt_windows(
     :func:`apply_cuts` for ``calibration`` and ``margin``."""
     from tqdm.auto import tqdm
 
+    from .cwola import kfold_classify
+    from .references import idealized_reference, sideband_reference, template_reference
+    from .templates import make_generator
+
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
     results: list[WindowResult] = []
     generator_config = generator_config or {}
@@ -272,45 +238,36 @@ def hunt_windows(
         bar.set_postfix_str(f"{method}, SR {window[0]:g}-{window[1]:g} TeV")
         regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
-        t_template = 0.0
-        ref_rows = None
+        n_ref = oversample * int(sr.sum())
         if method == CWOLA:
-            ref_rows = np.nonzero(Regions(tuple(window), CWOLA_SIDEBAND_WIDTH).select_sb(m, "data"))[0]
-            x_ref, m_ref = x[ref_rows], m[ref_rows]
+            ref = sideband_reference(x, m, Regions(tuple(window), CWOLA_SIDEBAND_WIDTH))
         elif method == IDEALIZED:
-            if x_ideal is None:
-                raise ConfigError("the idealized reference needs held-out true background (a truth study)")
-            in_window = regions.select_sr(m_ideal, "held-out background")
-            rng = np.random.default_rng(np.random.SeedSequence([seed, i, 5]))
-            pick = np.sort(rng.permutation(int(in_window.sum()))[: oversample * int(sr.sum())])
-            x_ref, m_ref = x_ideal[in_window][pick], m_ideal[in_window][pick]
+            ref = idealized_reference(x_ideal, m_ideal, regions, n_ref, int(np.random.SeedSequence([seed, i, 5])
+                                                                                .generate_state(1)[0]))  # fmt: skip
         else:
-            t0 = time.perf_counter()
-            gen = shared.get(method)
-            if gen is None:
-                gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress,
-                                     sr=list(window))
-                fit_generator(gen, x, m, regions)
-                if shares_training(gen):
-                    shared[method] = gen  # one training serves every window
-            x_ref, m_ref = sample_template(gen, x[sr], m[sr], window, oversample * int(sr.sum()), seed + 31 * i, method)
-            t_template = time.perf_counter() - t0
-        t0 = time.perf_counter()
+            gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress, sr=list(window))
+            ref = template_reference(gen, x, m, regions, n_ref, seed + 31 * i, method, shared)
         test_sel = None if m_test is None else regions.sr_mask(m_test)
-        scores, ref_scores, s_test, (f_sr, f_ref) = score_window(
-            x, m, window, x_ref, fit_mask=fit_mask, x_test=None if test_sel is None else x_test[test_sel],
-            classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i, ref_rows=ref_rows,
-        )  # fmt: skip
-        t_train = time.perf_counter() - t0
+        # SR data against the reference; every other event of the fit range scored too, out of fold
+        others = fit_mask & ~sr
+        if ref.rows is not None:
+            others[ref.rows] = False  # reference events that are data keep their out-of-fold reference scores
+        kf = kfold_classify(x[sr], ref.x, None if test_sel is None else x_test[test_sel], x_other=x[others],
+                            classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i)
+        scores = np.full(len(m), np.nan)
+        scores[sr], scores[others] = kf.scores_1, kf.other_scores
+        if ref.rows is not None:
+            scores[ref.rows] = kf.scores_0
         scored = fit_mask | sr
-        res = WindowResult(method, tuple(window), {}, {}, seconds_train=t_train, seconds_template=t_template,
-                           template=x_ref if keep_templates else None, scores=scores[scored],
-                           mjj=m[scored] * 1000.0, ref_scores=ref_scores, ref_mjj=m_ref * 1000.0)  # fmt: skip
+        res = WindowResult(method, tuple(window), {}, {}, seconds_train=kf.seconds,
+                           seconds_template=ref.seconds_template, template=ref.x if keep_templates else None,
+                           scores=scores[scored], mjj=m[scored] * 1000.0, ref_scores=kf.scores_0,
+                           ref_mjj=ref.m * 1000.0)  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
-        res.direct = {eff: direct_count(scores[sr], f_sr, ref_scores, f_ref, eff) for eff in efficiencies}
-        if s_test is not None and y_test[test_sel].min() != y_test[test_sel].max():
-            res.metrics = metrics.summarize(y_test[test_sel], s_test)
-            res.test_scores, res.test_labels = s_test, y_test[test_sel]
+        res.direct = {eff: direct_count(kf.scores_1, kf.fold_1, kf.scores_0, kf.fold_0, eff) for eff in efficiencies}
+        if kf.test_scores is not None and y_test[test_sel].min() != y_test[test_sel].max():
+            res.metrics = metrics.summarize(y_test[test_sel], kf.test_scores)
+            res.test_scores, res.test_labels = kf.test_scores, y_test[test_sel]
         results.append(res)
     add_closure(results)
     table = pd.DataFrame([row for r in results for row in r.rows()])

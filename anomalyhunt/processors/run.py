@@ -130,13 +130,12 @@ def validate_hdf5(path: str) -> int:
     return n
 
 
-def exit_with_parent() -> None:
-    """In a pool worker: exit when the process that started it is gone (also after a SIGKILL, which gives the
-    parent no chance to stop its pool), instead of living on as an orphan."""
+def exit_with_parent(parent: int) -> None:
+    """In a pool worker: exit when the process ``parent`` that started it is gone (also after a SIGKILL, which gives
+    the parent no chance to stop its pool), instead of living on as an orphan. The parent's pid comes from the
+    parent: a worker still starting up when the parent died would otherwise take its new parent (init) for it."""
     import threading
     import time
-
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -155,7 +154,7 @@ def make_executor(kind: str, workers: int = 1, scheduler: str | None = None, sta
 
         from loky import ProcessPoolExecutor
 
-        pool = partial(ProcessPoolExecutor, initializer=exit_with_parent)
+        pool = partial(ProcessPoolExecutor, initializer=exit_with_parent, initargs=(os.getpid(),))
         return processor.FuturesExecutor(workers=workers, status=status, pool=pool)
     if kind == "dask":
         from distributed import Client

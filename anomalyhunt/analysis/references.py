@@ -1,0 +1,97 @@
+"""The background reference a CWoLa classifier separates SR data from: one choice for the search and the hunt.
+
+* ``cwola``: the data in sidebands next to the SR (CWoLa hunting; no generator, no truth);
+* ``idealized``: held-out true background in the SR (truth studies: the ceiling of template methods);
+* a template generator: fitted on the sidebands or on all data (its ``trains_on``) and sampled at masses drawn from
+  a KDE of the SR data. A generator whose training does not depend on the SR (:func:`shares_training`) is fitted
+  once per data set and configuration and only sampled for further SRs (the ``shared`` cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .regions import Regions
+from .templates import fit_generator, sample_template, shares_training
+
+#: A cache of fitted SR-independent generators: fingerprint -> (generator, seconds its fit took).
+SharedFits = dict[str, tuple[Any, float]]
+
+
+@dataclass
+class Reference:
+    """Reference events and masses; ``rows``: their positions in the data when they are data themselves (CWoLa
+    hunting's sidebands), so that the data's scores there come from models that left them out."""
+
+    x: np.ndarray
+    m: np.ndarray
+    rows: np.ndarray | None = None
+    seconds_fit: float = 0.0
+    seconds_sample: float = 0.0
+    seconds_fit_model: float = 0.0  # the fit time of the model used (also when the fit was shared)
+    fit_shared: bool = False
+    n_dropped: int = 0  # template events dropped as non-finite
+
+    @property
+    def seconds_template(self) -> float:
+        return self.seconds_fit + self.seconds_sample
+
+
+def sideband_reference(x: np.ndarray, m: np.ndarray, regions: Regions) -> Reference:
+    """CWoLa hunting: the data events in ``regions``' sidebands (pass narrow ones) are the reference."""
+    rows = np.nonzero(regions.select_sb(m, "data"))[0]
+    return Reference(x[rows], m[rows], rows)
+
+
+def idealized_reference(x_ideal: np.ndarray | None, m_ideal: np.ndarray | None, regions: Regions, n: int,
+                        seed: int) -> Reference:  # fmt: skip
+    """Up to ``n`` held-out true background events in the SR, picked at random."""
+    if x_ideal is None:
+        raise InputError("idealized", "the idealized reference needs held-out true background (a truth study)")
+    inside = regions.sr_mask(m_ideal)
+    if not inside.any():
+        raise InputError("idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)")
+    x, m = x_ideal[inside], m_ideal[inside]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    return Reference(x[pick], m[pick])
+
+
+def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray) -> str:
+    """What a shared fit depends on: the data themselves, the generator and its config (but not the SR)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (x, m):
+        h.update(np.ascontiguousarray(a).tobytes())
+    conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
+    h.update(json.dumps([type(gen).__name__, conf], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def template_reference(
+    gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int, name: str = "template",
+    shared: SharedFits | None = None,
+) -> Reference:
+    """Fit the (unfitted) generator ``gen`` -- or take an earlier SR's fit from ``shared`` -- and sample ``n``
+    template events (``gen.config['n_template']`` overrides ``n``) at masses from a KDE of the SR data."""
+    key = _fingerprint(gen, x, m) if (shared is not None and shares_training(gen)) else None
+    reused = key is not None and key in shared
+    if reused:
+        gen, t_model = shared[key]
+        t_fit = 0.0
+    else:
+        t0 = time.perf_counter()
+        fit_generator(gen, x, m, regions)
+        t_fit = t_model = time.perf_counter() - t0
+        if key is not None:
+            shared[key] = (gen, t_fit)
+    t0 = time.perf_counter()
+    n = int(gen.config.get("n_template") or n)
+    sr = regions.select_sr(m, "data")
+    x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name)
+    return Reference(x_t, m_t, None, t_fit, time.perf_counter() - t0, t_model, reused, n - len(x_t))
