@@ -490,23 +490,24 @@ def test_mass_shift_control_scales_only_jet_masses(toy) -> None:
 
 @pytest.mark.lhco
 @pytest.mark.slow
-def test_cathode_search(lhco_dir: Path) -> None:
-    """CATHODE through the whole pipeline with a small CPU flow (15 epochs) at S/sqrt(B) = 4."""
-    from anomalyhunt.models.base import GENERATORS
-
-    if "cathode" not in GENERATORS:
-        pytest.skip("the cathode generator is not available")
+@pytest.mark.parametrize("method", ["cathode", "lacathode"])
+def test_cathode_search(lhco_dir: Path, method: str) -> None:
+    """CATHODE, and LaCATHODE (its flow's latent space), through the whole pipeline with a small CPU flow (15 epochs)
+    at S/sqrt(B) = 4."""
     r = run_search(SearchConfig(
-        method="cathode", background=lhco_files(lhco_dir), seed=0,
+        method=method, background=lhco_files(lhco_dir), seed=0,
         generator_config={"lr": 3e-3, "scheduler": "cosine", "epochs": 15, "patience": None, "batch_size": 512},
         **LHCO_RUN,
     ))
-    # Measured: max SIC 4.56 (idealized 5.64 on the same data and seed), template AUC 0.538; 3.82 and 0.541 with
-    # another template draw: the bound leaves room for that spread.
+    # Measured: CATHODE max SIC 4.56 (idealized 5.64 on the same data and seed), template AUC 0.538; 3.82 and 0.541
+    # with another template draw; LaCATHODE 4.23 (seed 1: 5.04). The bound leaves room for that spread.
     assert r["max_sic"] > 2.5
-    assert r["template_auc"] < 0.6
-    assert r["n_reference"] == 4 * r["n_data_sr"] and r["n_template_dropped"] == 0
-    assert r["seconds_fit"] > 0 and r["seconds_sample"] > 0
+    assert r["n_reference"] == 4 * r["n_data_sr"]
+    assert r["seconds_fit"] > 0
+    if method == "cathode":
+        assert r["template_auc"] < 0.6 and r["n_template_dropped"] == 0 and r["seconds_sample"] > 0
+    else:  # no template in feature space to judge
+        assert r["template_auc"] is None
     assert r["torch_threads"] == 1  # tests/conftest.py: one torch thread, so results.json says how it was made
 
 

@@ -4,7 +4,11 @@
 * ``idealized``: held-out true background in the SR (truth studies: the ceiling of template methods);
 * a template generator: fitted on the sidebands or on all data (its ``trains_on``) and sampled at masses drawn from
   a KDE of the SR data. A generator whose training does not depend on the SR (:func:`shares_training`) is fitted
-  once per data set and configuration and only sampled for further SRs (the ``shared`` cache).
+  once per data set and configuration and only sampled for further SRs (the ``shared`` cache);
+* ``lacathode`` (arXiv 2210.14924): CATHODE's flow, trained on the sidebands, maps every event at its own mass onto
+  its standard-normal latent space, where the classifier separates SR data from N(0, I) draws. Background is N(0, I)
+  at every mass there, so a cut on the score keeps the background's mjj shape (no sculpting), whatever the
+  features' correlation with mjj.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import InputError
 from .regions import Regions
 from .templates import fit_generator, sample_template, shares_training
+
+#: CWoLa hunting: the data in narrow sidebands next to the SR are the reference (no generator, no truth).
+CWOLA = "cwola"
+#: The reference that needs no generator: held-out true SR background (the ceiling of template methods).
+IDEALIZED = "idealized"
+#: LaCATHODE: the classifier works in CATHODE's latent space.
+LACATHODE = "lacathode"
 
 #: A cache of fitted SR-independent generators: fingerprint -> (generator, seconds its fit took).
 SharedFits = dict[str, tuple[Any, float]]
@@ -28,7 +39,9 @@ SharedFits = dict[str, tuple[Any, float]]
 @dataclass
 class Reference:
     """Reference events and masses; ``rows``: their positions in the data when they are data themselves (CWoLa
-    hunting's sidebands), so that the data's scores there come from models that left them out."""
+    hunting's sidebands), so that the data's scores there come from models that left them out. ``data_map``: the
+    map of events (features, masses) into the space the reference lives in, where the classifier works (LaCATHODE's
+    latent space); None: the features themselves."""
 
     x: np.ndarray
     m: np.ndarray
@@ -38,6 +51,11 @@ class Reference:
     seconds_fit_model: float = 0.0  # the fit time of the model used (also when the fit was shared)
     fit_shared: bool = False
     n_dropped: int = 0  # template events dropped as non-finite
+    data_map: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def features(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Events as the classifier sees them."""
+        return x if self.data_map is None else self.data_map(x, m)
 
     @property
     def seconds_template(self) -> float:
@@ -95,3 +113,17 @@ def template_reference(
     sr = regions.select_sr(m, "data")
     x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name)
     return Reference(x_t, m_t, None, t_fit, time.perf_counter() - t0, t_model, reused, n - len(x_t))
+
+
+def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int) -> Reference:
+    """LaCATHODE: fit the flow ``gen`` on the sidebands; the reference is ``n`` draws of its N(0, I) base and the
+    data enter the classifier through :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`."""
+    from ..models.cathode import sample_sr_masses
+
+    t0 = time.perf_counter()
+    fit_generator(gen, x, m, regions)
+    t_fit = time.perf_counter() - t0
+    z = np.random.default_rng(seed).standard_normal((int(n), x.shape[1]))
+    sr = regions.select_sr(m, "data")
+    masses = sample_sr_masses(m[sr], int(n), seed=seed, bounds=regions.sr)  # where these draws stand for background
+    return Reference(z, masses, None, t_fit, 0.0, t_fit, data_map=gen.latent)

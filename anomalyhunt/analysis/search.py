@@ -36,11 +36,17 @@ from . import metrics
 from .cwola import KFoldResult, cwola, kfold_classify
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
 from .regions import Regions
-from .references import SharedFits, idealized_reference, sideband_reference, template_reference
-from .templates import shares_training
+from .references import (
+    SharedFits,
+    idealized_reference,
+    latent_reference,
+    sideband_reference,
+    template_reference,
+)
+from .templates import make_generator, shares_training
 
-#: Methods that are not template generators.
-BASELINES = ("cwola", "idealized", "supervised")
+#: Methods that are not template generators (LaCATHODE trains CATHODE's flow but classifies in its latent space).
+BASELINES = ("cwola", "idealized", "supervised", "lacathode")
 
 
 def default_data_dir() -> Path | None:
@@ -350,15 +356,21 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         kf = KFoldResult(scores, kf.scores_0, folds, kf.fold_0, kf.test_scores, kf.seconds)
     else:
         n_ref = _oversample(cfg) * int(sr.sum())
-        if cfg.method == "idealized":
+        x_test = sample.x_test
+        if cfg.method == "lacathode":  # the classifier works in the flow's latent space; no template to judge
+            gen = make_generator("cathode", cfg.generator_config, seed=_sub_seed(cfg.seed, 7), device=cfg.device,
+                                 progress=cfg.progress)  # fmt: skip
+            ref = latent_reference(gen, sample.x, sample.m, regions, n_ref, _sub_seed(cfg.seed, 11))
+            x_sr, x_test = ref.features(x_sr, sample.m[sr]), ref.features(x_test, sample.m_test)
+        elif cfg.method == "idealized":
             template = idealized_reference(sample.x_ideal, sample.m_ideal, regions, n_ref, _sub_seed(cfg.seed, 5)).x
         else:
             gen = make_search_generator(cfg)
             ref = template_reference(gen, sample.x, sample.m, regions, _oversample(cfg, gen) * int(sr.sum()),
                                      _sub_seed(cfg.seed, 11), f"{cfg.method} template", shared)  # fmt: skip
             template = ref.x
-        reference = template
-        kf = cwola(x_sr, template, sample.x_test, **common)
+        reference = ref.x if template is None else template
+        kf = cwola(x_sr, reference, x_test, **common)
 
     res = result_header(cfg, sample, cfg.classifier)
     res["n_data_sr"], res["n_reference"] = int(len(x_sr)), int(len(reference))

@@ -30,12 +30,9 @@ from .bumphunt import (
     local_significance,
     mjj_hist,
 )
+from .references import CWOLA, IDEALIZED, LACATHODE
 from .regions import Regions
 
-#: The reference that needs no generator: held-out true SR background (the ceiling of template methods).
-IDEALIZED = "idealized"
-#: CWoLa hunting: the data in narrow sidebands next to the SR are the reference (no generator, no truth).
-CWOLA = "cwola"
 #: Width (TeV) of each of CWoLa hunting's sidebands: narrow, so that the features barely change across them.
 CWOLA_SIDEBAND_WIDTH = 0.2
 
@@ -225,7 +222,7 @@ def hunt_windows(
     from tqdm.auto import tqdm
 
     from .cwola import kfold_classify
-    from .references import idealized_reference, sideband_reference, template_reference
+    from .references import idealized_reference, latent_reference, sideband_reference, template_reference
     from .templates import make_generator
 
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
@@ -244,6 +241,9 @@ def hunt_windows(
         elif method == IDEALIZED:
             ref = idealized_reference(x_ideal, m_ideal, regions, n_ref, int(np.random.SeedSequence([seed, i, 5])
                                                                                 .generate_state(1)[0]))  # fmt: skip
+        elif method == LACATHODE:
+            gen = make_generator("cathode", generator_config.get(method), seed=seed, progress=progress)
+            ref = latent_reference(gen, x, m, regions, n_ref, seed + 31 * i)
         else:
             gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress, sr=list(window))
             ref = template_reference(gen, x, m, regions, n_ref, seed + 31 * i, method, shared)
@@ -252,7 +252,8 @@ def hunt_windows(
         others = fit_mask & ~sr
         if ref.rows is not None:
             others[ref.rows] = False  # reference events that are data keep their out-of-fold reference scores
-        kf = kfold_classify(x[sr], ref.x, None if test_sel is None else x_test[test_sel], x_other=x[others],
+        x_t = None if test_sel is None else ref.features(x_test[test_sel], m_test[test_sel])
+        kf = kfold_classify(ref.features(x[sr], m[sr]), ref.x, x_t, x_other=ref.features(x[others], m[others]),
                             classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i)
         scores = np.full(len(m), np.nan)
         scores[sr], scores[others] = kf.scores_1, kf.other_scores

@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--signal-events N, N events of FILE are added to the data (a sensitivity study; the only place truth enters).",
     )
     p.add_argument("--features", action="append", required=True, metavar="FILE_OR_DIR", help="data (repeatable)")
-    p.add_argument("--method", action="append", help=f"cwola or a template generator (repeatable; default "
-                                                     f"{', '.join(DEFAULT_METHODS)})")
+    p.add_argument("--method", action="append", help=f"cwola, lacathode or a template generator (repeatable; "
+                                                     f"default {', '.join(DEFAULT_METHODS)})")
     p.add_argument("--sr", action="append", metavar="LO:HI", help="signal region in TeV (repeatable)")
     p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
     p.add_argument("--fit-range", metavar="LO:HI", help="mjj fit range in TeV (default: end of the trigger turn-on "
@@ -127,16 +127,17 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.null_toys import run_null_toys
     from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
-    from ..analysis.windows import CWOLA
+    from ..analysis.references import CWOLA, LACATHODE
     from ..errors import ConfigError
     from ..features import check_unique_events, load_feature_table
     from ..models.base import GENERATORS
     from ..runconfig import seed_everything, write_run_config
 
     methods = list(args.method or DEFAULT_METHODS)
-    unknown = [m for m in methods if m != CWOLA and m not in GENERATORS]
+    unknown = [m for m in methods if m not in (CWOLA, LACATHODE) and m not in GENERATORS]
     if unknown:
-        raise ConfigError(f"unknown hunt method(s) {unknown}; available: {CWOLA}, {', '.join(GENERATORS.names())} "
+        raise ConfigError(f"unknown hunt method(s) {unknown}; available: {CWOLA}, {LACATHODE}, "
+                          f"{', '.join(GENERATORS.names())} "
                           "(the idealized reference needs truth: use `anomalyhunt report`)")  # fmt: skip
     windows = windows_from_args(args.sr, args.windows)
     if args.seed < 0:

@@ -77,6 +77,11 @@ class TemplateGenerator(abc.ABC):
         """One template event per mass in ``m``; ``region`` is the SR the template is for (used by interpolating
         methods)."""
 
+    def latent(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Events ``x`` at masses ``m`` mapped onto the model's standard-normal latent space, where background is
+        N(0, I) at every mass the model describes (LaCATHODE). Only generators with an invertible map have it."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent space (a normalizing flow has one)")
+
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything learned (tensors/arrays), restorable by :meth:`load_state_dict`."""
