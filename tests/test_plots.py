@@ -64,8 +64,11 @@ def test_bump_hunt_plot(spectrum, tmp_path, style):
     # 2.7), none elsewhere.
     in_sr = (0.5 * (e[1:] + e[:-1]) > 3300) & (0.5 * (e[1:] + e[:-1]) < 3700)
     assert drawn.data["pulls"][in_sr].mean() > 3.0 and np.abs(drawn.data["pulls"][~in_sr]).max() < 3.5
+    # our Pythia carries no experiment's name, whatever the style; an analyst's label is drawn as given
     label = _label_text(drawn.fig.axes[0])
-    assert style.upper() in label.upper() and "Simulation" in label and "13 TeV" in label
+    assert "Pythia 8 simulation" in label and "13 TeV" in label and style.upper() not in label.upper(), label
+    mine = plot_bump_hunt(bh, style=style, label=f"{style} Private Work")
+    assert f"{style} Private Work" in _label_text(mine.fig.axes[0])
 
 
 def test_pvalue_scan_plot(spectrum, tmp_path):
@@ -79,6 +82,11 @@ def test_pvalue_scan_plot(spectrum, tmp_path):
     c, p = drawn.data["curves"][0.1]
     np.testing.assert_allclose(p, res.table[res.table["cut"] == 0.1]["p_local"])
     assert c[np.argmin(p)] == 3500.0  # the injected bump
+    # a hunt's scan: methods x cuts + no cut, 13 curves; each drawn in its own colour and line style
+    many = {f"method {i}": (np.array([3100.0, 3500.0]), np.array([0.5, 0.1 + 0.01 * i])) for i in range(13)}
+    drawn = plot_pvalue_scan(many)
+    curves = [line for line in drawn.fig.axes[0].lines if len(set(line.get_ydata())) > 1]
+    assert len(curves) == 13 and len({(line.get_color(), line.get_linestyle()) for line in curves}) == 13
 
 
 def test_roc_sic_plot(tmp_path):

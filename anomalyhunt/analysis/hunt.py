@@ -276,6 +276,7 @@ def run_hunt(
     significance: str = DEFAULT_SIGNIFICANCE,
     null: NullStudy | None = None,
     style: str = "CMS",
+    label: str | None = None,
     title: str = "anomalyhunt bump hunt",
     console: Any = None,
     timings: dict[str, float] | None = None,
@@ -285,7 +286,8 @@ def run_hunt(
 
     ``significance`` picks the local Z the summary, the p-value scan and the global significance use. The global
     significance comes from ``null`` (background-only hunts of the same windows, cuts and method: calibrated) or,
-    without it, from fit-only toys (uncalibrated; none for ``direct``)."""
+    without it, from fit-only toys (uncalibrated; none for ``direct``). Plots are drawn in the experiment's
+    ``style`` and labelled ``label`` (default: Pythia 8 simulation; an analyst's data: e.g. "CMS Private Work")."""
     from rich.console import Console
 
     from .histio import save_hists
@@ -329,7 +331,7 @@ def run_hunt(
     globals_ = global_significances(hunt, results, methods, significance, null, fit_toys, seed)
     timings["global significance"] = time.perf_counter() - t0
     summary = summarize_hunt(hunt, significance, globals_)
-    plots = make_plots(out / "plots", hunt, results, sample, style, significance)
+    plots = make_plots(out / "plots", hunt, results, sample, style, significance, label)
     timings["total"] = before + time.perf_counter() - start
     write_report(out, title, summary, hunt, plots, sample, timings, significance)
     print_table(summary, title)
@@ -395,7 +397,7 @@ def summarize_hunt(
 
 
 def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample, style: str,
-               significance: str = DEFAULT_SIGNIFICANCE) -> dict[str, list[Path]]:  # fmt: skip
+               significance: str = DEFAULT_SIGNIFICANCE, label: str | None = None) -> dict[str, list[Path]]:  # fmt: skip
     """Per method: the bump hunt of its best window and cut, template vs data there (template methods) and ROC/SIC
     (truth studies); over all: the local p-value scan."""
     from scipy import stats
@@ -411,7 +413,7 @@ def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample,
         h = r.hunts[row.efficiency]
         shown = h.local if significance == "fit-floating" else h.fixed
         files[f"bump hunt, {row.method}"] = plot_bump_hunt(
-            h.sideband_fit, signal_fit=shown.signal_fit, signal_region=h.signal_region, style=style,
+            h.sideband_fit, signal_fit=shown.signal_fit, signal_region=h.signal_region, style=style, label=label,
             title=f"{row.method}, SR {row.window} TeV, background efficiency {row.efficiency:g}",
             path=out / f"bumphunt_{row.method}",
         ).files  # fmt: skip
@@ -422,16 +424,18 @@ def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample,
             feats = list(sample.features)
             files[f"template vs data, {r.method}, SR {row.window} TeV"] = plot_template_vs_data(
                 pd.DataFrame(r.template, columns=feats), pd.DataFrame(sample.x[in_sr], columns=feats), feats,
-                style=style, template_label=f"{r.method} template", path=out / f"template_vs_data_{r.method}",
+                style=style, label=label, template_label=f"{r.method} template",
+                path=out / f"template_vs_data_{r.method}",
             ).files  # fmt: skip
     scan = {}
     for (method, eff), g in hunt[hunt.efficiency < 1.0].groupby(["method", "efficiency"], sort=False):
         scan[f"{method}, eff {eff:g}"] = (g.centre.to_numpy() * 1000.0, stats.norm.sf(g[column].to_numpy()))
     g = hunt[(hunt.efficiency == 1.0) & (hunt.method == hunt.method.iloc[0])]
     scan["no cut"] = (g.centre.to_numpy() * 1000.0, stats.norm.sf(g.z_fixed.to_numpy()))
-    files["local p-value scan"] = plot_pvalue_scan(scan, style=style, path=out / "pvalue_scan").files
+    files["local p-value scan"] = plot_pvalue_scan(scan, style=style, label=label, path=out / "pvalue_scan").files
     if curves:
-        files["ROC and SIC (labelled test set)"] = plot_roc_sic(curves, style=style, path=out / "roc_sic").files
+        files["ROC and SIC (labelled test set)"] = plot_roc_sic(curves, style=style, label=label,
+                                                                path=out / "roc_sic").files
     return files
 
 

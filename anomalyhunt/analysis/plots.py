@@ -1,8 +1,10 @@
 """Publication plots (mplhep styles, non-interactive Agg): bump hunt, p-value scan, ROC/SIC, SIC vs injection,
 template vs data, DRAPES sigma' scan.
 
-Every ``plot_*`` function builds its own ``matplotlib.figure.Figure`` (no pyplot state), labels it
-"<experiment> Simulation" at sqrt(s) = 13 TeV, saves it as PNG and PDF when ``path`` (without suffix) is given, and
+Every ``plot_*`` function builds its own ``matplotlib.figure.Figure`` (no pyplot state) in an experiment's mplhep
+style (fonts and layout), labels it with what it shows -- ``label``, by default :data:`SIMULATION` (our Pythia 8
+samples carry no experiment's name; an analyst passes e.g. "CMS Private Work" for their data) -- at
+sqrt(s) = 13 TeV, saves it as PNG and PDF when ``path`` (without suffix) is given, and
 returns a small dataclass with the figure and the numbers it drew, so tests can check what is on the plot.
 Masses are taken in GeV and drawn in TeV.
 """
@@ -31,7 +33,6 @@ from scipy import stats  # noqa: E402
 from ..errors import InputError  # noqa: E402
 
 STYLES = {"CMS": hep.style.CMS, "ATLAS": hep.style.ATLAS, "LHCb": hep.style.LHCb2}
-_LABELS = {"CMS": hep.cms.label, "ATLAS": hep.atlas.label, "LHCb": hep.lhcb.label}
 COM_TEV = 13
 
 
@@ -41,9 +42,16 @@ def _style(style: str):
     return mstyle.context(STYLES[style])
 
 
-def experiment_label(ax, style: str = "CMS", loc: int = 0) -> None:
-    """'<experiment> Simulation' and '(13 TeV)' on ``ax``."""
-    _LABELS[style](ax=ax, data=False, com=COM_TEV, loc=loc)
+#: The label of plots made from this project's samples: Pythia 8 at particle level, no detector, no experiment.
+SIMULATION = "Pythia 8 simulation, particle level"
+
+
+def experiment_label(ax, style: str = "CMS", loc: int = 0, text: str | None = None) -> None:
+    """``text`` (default :data:`SIMULATION`) and '(13 TeV)' on ``ax``; an experiment's name appears only where
+    ``text`` names it. ``style`` is checked here too: it sets the fonts of the figure around."""
+    if style not in STYLES:
+        raise InputError("plots", f"unknown style {style!r}; choose one of {sorted(STYLES)}")
+    hep.label.exp_label(exp="", llabel=SIMULATION if text is None else text, com=COM_TEV, ax=ax, loc=loc)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> list[Path]:
@@ -85,6 +93,7 @@ def plot_bump_hunt(
     signal_region: tuple[float, float] | None = None,
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
     title: str | None = None,
 ) -> Drawn:
     """Data with Poisson errors, the background fit, optionally the signal + background fit, the SR band, and a pull
@@ -124,7 +133,7 @@ def plot_bump_hunt(
         # one clause per line: a long one-line legend title runs into the axis label
         ax.legend(title=None if title is None else title.replace(", ", "\n"), loc="upper right",
                   fontsize="x-small", title_fontsize="x-small", alignment="right")
-        experiment_label(ax, style)
+        experiment_label(ax, style, text=label)
         rax.bar(0.5 * (edges_tev[1:] + edges_tev[:-1]), pulls, width=np.diff(edges_tev), color="tab:blue", alpha=0.7)
         rax.axhline(0, color="k", lw=1)
         lim = max(3.0, float(np.nanmax(np.abs(pulls))) * 1.15)
@@ -140,6 +149,7 @@ def plot_pvalue_scan(
     *,
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
     global_significance: Any = None,
     max_sigma: int = 5,
 ) -> Drawn:
@@ -158,9 +168,13 @@ def plot_pvalue_scan(
     with _style(style):
         fig = Figure(figsize=(10, 8))
         ax = fig.subplots()
-        for label, (c, p) in curves.items():
-            name = f"$\\epsilon$ = {label:g}" if isinstance(label, float) else str(label)
-            ax.plot(c / 1000.0, p, marker="o", ms=4, label=name)
+        looks = []
+        for i, (key, (c, p)) in enumerate(curves.items()):
+            name = f"$\\epsilon$ = {key:g}" if isinstance(key, float) else str(key)
+            # one colour and line style per curve: the style's own colour cycle repeats after a few curves
+            look = (matplotlib.colormaps["tab10"](i % 10), ("-", "--", ":", "-.")[(i // 10) % 4])
+            ax.plot(c / 1000.0, p, marker="o", ms=4, label=name, color=look[0], ls=look[1])
+            looks.append(look)
         lines = {k: float(stats.norm.sf(k)) for k in range(1, max_sigma + 1)}
         for k, pk in lines.items():
             ax.axhline(pk, color="0.5", ls=":", lw=1)
@@ -175,8 +189,8 @@ def plot_pvalue_scan(
             title = (f"max local Z = {global_significance.observed_max_z:.2f}, global Z = "
                      f"{global_significance.z:.2f}\n({global_significance.method}, {global_significance.n_toys} toys)")
         ax.legend(title=title, loc="lower left")
-        experiment_label(ax, style)
-        return _finish(fig, path, {"curves": curves, "sigma_lines": lines})
+        experiment_label(ax, style, text=label)
+        return _finish(fig, path, {"curves": curves, "sigma_lines": lines, "looks": looks})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -204,6 +218,7 @@ def plot_roc_sic(
     *,
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
     min_eps_b: float = 1e-4,
 ) -> Drawn:
     """ROC (background rejection 1/eps_b vs eps_s) and SIC (eps_s / sqrt(eps_b) vs eps_s) of several methods.
@@ -235,7 +250,7 @@ def plot_roc_sic(
         for a in (ax_roc, ax_sic):
             a.set_xlim(0, 1)
             a.legend(loc="upper right")
-            experiment_label(a, style)
+            experiment_label(a, style, text=label)
         return _finish(fig, path, {"curves": curves})
 
 
@@ -270,6 +285,7 @@ def plot_max_sic_vs_injection(
     xlabel: str = "Injected S / √B in the SR",
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
 ) -> Drawn:
     """Max SIC against injected signal, one curve per method: median over seeds with a 16-84% band.
 
@@ -290,7 +306,7 @@ def plot_max_sic_vs_injection(
         ax.set_ylabel(r"max SIC $\epsilon_S$ / √$\epsilon_B$")
         ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # headroom for the legend
         ax.legend(title="median, 16-84% over seeds", loc="upper left", ncols=2)
-        experiment_label(ax, style)
+        experiment_label(ax, style, text=label)
         return _finish(fig, path, {"curves": curves})
 
 
@@ -310,6 +326,7 @@ def plot_template_vs_data(
     template_weights: np.ndarray | None = None,
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
 ) -> Drawn:
     """Normalised feature distributions of a background template and the SR data, with a data/template ratio panel
     per feature. Bins span the 0.5-99.5% range of the data. ``data['ratios'][feature] = (edges, ratio, error)``."""
@@ -355,7 +372,7 @@ def plot_template_vs_data(
             ax.set_ylabel("Normalised density")
             ax.tick_params(labelbottom=False)
             ax.legend(loc="upper right", fontsize="small")
-            experiment_label(ax, style)
+            experiment_label(ax, style, text=label)
         return _finish(fig, path, {"ratios": ratios})
 
 
@@ -366,6 +383,7 @@ def plot_drapes_scan(
     *,
     path: str | Path | None = None,
     style: str = "CMS",
+    label: str | None = None,
 ) -> Drawn:
     """DRAPES smearing scan: template-vs-data AUC and max SIC against sigma'. ``auc``/``max_sic`` may be (n,) or
     (seeds, n): then the median and the 16-84% band are drawn. ``data`` holds (sigma, median, lo, hi) per panel."""
@@ -385,5 +403,5 @@ def plot_drapes_scan(
             ax.axhline(ref, color="0.5", ls=":")
             ax.set_ylabel(ylabel)
         ax_sic.set_xlabel(r"Smearing $\sigma'$")
-        experiment_label(ax_auc, style)
+        experiment_label(ax_auc, style, text=label)
         return _finish(fig, path, out)

@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit-only toys per method for an uncalibrated global Z without --null (0: none)")
     p.add_argument("--allow-partial", action="store_true", help="read partial or mixed processor outputs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("CMS", "ATLAS", "LHCb"), default="CMS")
+    p.add_argument("--style", choices=("CMS", "ATLAS", "LHCb"), default="CMS", help="the plots' mplhep style")
+    p.add_argument("--label", default="Private work",
+                   help="the plots' label (default 'Private work'; e.g. 'CMS Private Work' on CMS data)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     run_hunt(
         sample, windows, methods, args.out, efficiencies=efficiencies, edges=edges, seed=args.seed,
         generator_config={m: gen_config[m] for m in methods if m != CWOLA}, sideband_width=args.sideband_width,
-        fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style,
+        fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style, label=args.label,
         title="anomalyhunt bump hunt",
     )  # fmt: skip
     return 0
