@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -181,6 +182,36 @@ def test_killed_driver_leaves_no_dask_workers():
     proc.wait()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
+def test_interrupted_search_resumes_to_the_same_files(tmp_path, capsys):
+    """A search stopped after its first run (the task log holds that run and a line torn by the kill; the second
+    run's directory is half written) and then re-run: the first run is kept, the second recomputed, and every
+    results.json equals an uninterrupted search's, file by file (timings exempt)."""
+    write_toy_table(tmp_path / "toy.parquet", seed=0)
+
+    def search(out):
+        return cli(["search", "--features", str(tmp_path / "toy.parquet"), "--method", "idealized", "--sr", "3.3:3.7",
+                    "--sr", "3.5:3.9", "--signal-events", "100", "--scheduler", "sync", "--quiet", "--no-plots",
+                    "--out", str(out)])  # fmt: skip
+
+    def contents(out):
+        timing = re.compile(r'"seconds_[a-z_]+": [0-9.eE+-]+|"time": "[^"]*"')
+        return {p.relative_to(out).as_posix(): timing.sub("", p.read_text().replace(str(out), "OUT"))
+                for p in sorted(out.rglob("results.json"))}
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert search(full) == 0
+    assert search(cut) == 0
+    log = cut / "tasks" / "tasks.jsonl"
+    first, second = log.read_text().splitlines()
+    log.write_text(first + "\n" + second[: len(second) // 2])  # killed while recording the second run
+    run_dir = json.loads(second)["task"]
+    (cut / run_dir / "results.json").write_text("{")  # and while writing its outputs
+    capsys.readouterr()
+    assert search(cut) == 0
+    assert "resuming: 1 of 2 runs already finished" in capsys.readouterr().out
+    assert len(contents(full)) == 3 and contents(cut) == contents(full)
 
 
 def test_search_records_a_failing_sr_resumes_and_keeps_its_out_dir(tmp_path, capsys):

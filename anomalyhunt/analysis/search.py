@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError
+from ..resume import TaskLog
 from ..tasks import run_tasks
 from . import metrics
 from .cwola import KFoldResult, cwola, kfold_classify
@@ -493,18 +494,6 @@ def failed_run(cfg: SearchConfig, err: BaseException) -> dict[str, Any]:
             "failed": reason, "config": _jsonable(cfg.to_dict())}  # fmt: skip
 
 
-def finished_run(cfg: SearchConfig) -> dict[str, Any] | None:
-    """The results of ``cfg`` if an earlier search wrote them to ``cfg.out`` with exactly this configuration."""
-    if not cfg.out:
-        return None
-    path = Path(cfg.out) / "results.json"
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return res if res.get("config") == json.loads(json.dumps(_jsonable(cfg.to_dict()))) else None
-
-
 def small_statistics_warnings(res: dict[str, Any]) -> list[str]:
     """Warnings for headline metrics that rest on few test events: max SIC on < 50 background or < 20 signal test
     events, AUC on < 100 per class."""
@@ -553,9 +542,13 @@ def run_searches(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = False,
+    resume: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run searches as Dask tasks (see :func:`run_tasks` for ``scheduler`` and ``workers``) and return their
     results in the order of ``configs``.
+
+    ``resume``: a directory whose task log (:class:`~anomalyhunt.resume.TaskLog`) records each run as it finishes;
+    a re-run keeps every run recorded there with exactly its configuration and runs the rest (failed runs again).
 
     Runs that can share a generator fit (:func:`group_runs`: SIGMA over several SRs of one data set) form one task
     that fits once and samples every SR; every other run is a task of its own. Tasks on a CUDA device ask for the
@@ -564,7 +557,12 @@ def run_searches(
     all_cfgs = [c if isinstance(c, SearchConfig) else SearchConfig.from_dict(c) for c in configs]
     if not all_cfgs:
         return []
-    done = {i: r for i, c in enumerate(all_cfgs) if (r := finished_run(c)) is not None}
+    log = TaskLog(Path(resume) / "tasks", {"kind": "search runs"}, "search") if resume is not None else None
+    done = {}
+    for i, c in enumerate(all_cfgs):
+        kept = log.done.get(c.name, []) if log is not None else []
+        if kept and kept[0].get("config") == json.loads(json.dumps(_jsonable(c.to_dict()))):
+            done[i] = kept[0]
     if done:
         print(f"resuming: {len(done)} of {len(all_cfgs)} runs already finished with the same configuration (kept)")
     todo = [i for i in range(len(all_cfgs)) if i not in done]
@@ -583,10 +581,16 @@ def run_searches(
             stacklevel=2,
         )
     check_inputs(cfgs)
+
+    def record(k: int, out: list[dict[str, Any]]) -> None:  # as each task finishes: a stopped search keeps it
+        for i, r in zip(groups[k], out):
+            if log is not None and "failed" not in r:
+                log.record(cfgs[i].name, [r])
+
     outs = run_tasks(
         _run_group, [[cfgs[i].to_dict() for i in g] for g in groups], scheduler=scheduler, workers=workers,
         progress=progress, gpu=[any(str(cfgs[i].device).startswith("cuda") for i in g) for g in groups],
-        names=[f"search-{cfgs[g[0]].name}" for g in groups], desc="searches",
+        names=[f"search-{cfgs[g[0]].name}" for g in groups], desc="searches", on_result=record,
     )
     results: list[dict[str, Any]] = [{}] * len(all_cfgs)
     for i, r in done.items():

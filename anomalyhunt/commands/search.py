@@ -436,13 +436,15 @@ def _fmt_p(s: dict[str, Any]) -> str:
 
 
 def run_all(
-    configs: list, scheduler: str | None = None, workers: int | None = None, progress: bool = False
+    configs: list, scheduler: str | None = None, workers: int | None = None, progress: bool = False,
+    resume: str | None = None,
 ) -> list[dict[str, Any]]:
     """Results of feature-level (:func:`~anomalyhunt.analysis.search.run_searches`, Dask) and constituent-level
     (:func:`~anomalyhunt.analysis.constituent_search.run_constituent_searches`) configs, in the order given.
 
     Constituent runs go to Dask only with ``scheduler`` ``"local"`` or an address; ``"local"`` means the default
-    local cluster for the feature-level runs."""
+    local cluster for the feature-level runs. ``resume``: the search's OUT, whose task log keeps finished
+    feature-level runs across re-runs."""
     from ..analysis.constituent_search import ConstituentSearchConfig, run_constituent_searches
     from ..analysis.search import run_searches
 
@@ -452,7 +454,7 @@ def run_all(
     if feature:
         sched = None if scheduler == "local" else scheduler
         for i, r in zip(feature, run_searches([configs[i] for i in feature], scheduler=sched, workers=workers,
-                                              progress=progress)):  # fmt: skip
+                                              progress=progress, resume=resume)):  # fmt: skip
             results[i] = r
     if constituent:
         for i, r in zip(constituent, run_constituent_searches([configs[i] for i in constituent], scheduler=scheduler,
@@ -489,7 +491,8 @@ def main(args: argparse.Namespace) -> int:
 
     check_same_run(out, _jsonable(settings), "search", ignore=_EXECUTION_KEYS)  # the same settings resume
     results = run_all(
-        configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet
+        configs, scheduler=settings.get("scheduler"), workers=settings.get("workers"), progress=not args.quiet,
+        resume=out,
     )
     payload = report(results, out, settings, plots=settings.get("plots", True))
     print(f"results in {out}/results.json")
