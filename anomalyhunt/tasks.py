@@ -6,11 +6,13 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 
-def _in_worker(fn: Any, payload: Any) -> Any:
+def _in_worker(fn: bytes, payload: Any) -> Any:
+    import cloudpickle
+
     from .local_cluster import use_task_threads
 
     use_task_threads()
-    return fn(payload)
+    return cloudpickle.loads(fn)(payload)
 
 
 def run_tasks(
@@ -25,7 +27,8 @@ def run_tasks(
     desc: str = "tasks",
     on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
-    """``[fn(p) for p in payloads]`` as Dask tasks (``fn`` must be importable by the workers).
+    """``[fn(p) for p in payloads]`` as Dask tasks. ``fn`` travels with cloudpickle: by reference when the workers
+    can import it, by value when its module is registered so (a notebook's or a test's function).
 
     ``scheduler``: ``None`` starts a :func:`~anomalyhunt.local_cluster.local_cluster` (``workers`` processes,
     default min(#tasks, #CPUs)); an address (``tcp://host:8786``) uses that cluster; ``"sync"`` runs in this
@@ -63,8 +66,11 @@ def run_tasks(
     else:
         client = Client(scheduler)
     try:
+        import cloudpickle
+
+        fn_bytes = cloudpickle.dumps(fn)
         futures = [
-            client.submit(_in_worker, fn, p, key=f"{names[i] if names else desc}-{i}", pure=False,
+            client.submit(_in_worker, fn_bytes, p, key=f"{names[i] if names else desc}-{i}", pure=False,
                           resources={"GPU": 1} if g else None)
             for i, (p, g) in enumerate(zip(payloads, gpu))
         ]  # fmt: skip

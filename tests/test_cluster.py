@@ -148,3 +148,58 @@ def test_a_worker_killed_while_processing_changes_nothing(tmp_path):
     b = load_feature_table(tmp_path / "remote" / "cms").sort_values(["source", "event"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert json.loads((tmp_path / "remote" / "cms" / "manifest.json").read_text())["total_rows"] == 20
+
+
+def train_and_die_once(payload: tuple[list[dict], str, int]) -> list[dict]:
+    """Task: the search task itself (:func:`~anomalyhunt.analysis.search._run_group`), whose worker exits at the
+    ``after``-th training batch (backward pass) of the first process to create ``marker`` (a batch count, not a
+    sleep)."""
+    import torch
+
+    from anomalyhunt.analysis.search import _run_group
+
+    configs, marker, after = payload
+    backward, calls = torch.Tensor.backward, [0]
+
+    def counting(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == after:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return backward(self, *args, **kwargs)
+
+    torch.Tensor.backward = counting
+    try:
+        return _run_group(configs)
+    finally:
+        torch.Tensor.backward = backward
+
+
+def test_a_worker_killed_while_training_changes_nothing(tmp_path):
+    """A worker dies in the middle of training CATHODE's flow (its 5th batch); Dask reruns the search on the other
+    worker: the same results as an uninterrupted run, timings exempt."""
+    import cloudpickle
+
+    from anomalyhunt.analysis.search import SearchConfig, _run_group
+    from anomalyhunt.tasks import run_tasks
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    write_toy_table(tmp_path / "toy.parquet", seed=2)
+    cfg = SearchConfig(method="cathode", background=(str(tmp_path / "toy.parquet"),), n_signal=150, folds=3, seed=1,
+                       classifier_config={"n_ensemble": 2}, generator_config={"epochs": 3, "batch_size": 256})
+    configs = [cfg.to_dict()]
+    local = _run_group(configs)
+    with dask_cluster(tmp_path) as address:
+        (remote,) = run_tasks(train_and_die_once, [(configs, str(tmp_path / "died"), 5)], scheduler=address)
+        from distributed import Client
+
+        with Client(address) as client:
+            assert len(client.scheduler_info()["workers"]) == 1  # one worker did die
+    assert (tmp_path / "died").exists()
+    assert "failed" not in local[0] and local[0]["auc"] > 0.6
+    assert {k: v for k, v in local[0].items() if k not in EXEMPT} == {k: v for k, v in remote[0].items()
+                                                                       if k not in EXEMPT}  # fmt: skip
