@@ -128,7 +128,8 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(shipped, tmp_path, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["significance"] == "fit-fixed" and summary["calibration"][method].startswith("uncalibrated")
     for name in ("report.md", "hists.root", "hists.pkl", "config.json", "plots/pvalue_scan.png",
-                 "plots/pvalue_scan.pdf", f"plots/bumphunt_{method}.png"):  # fmt: skip
+                 "plots/pvalue_scan.pdf", f"plots/bumphunt_{method}.png",
+                 f"plots/windows/bumphunt_{method}_3.9-4.3_eff0.01.pdf"):  # fmt: skip
         assert (out / name).exists(), name
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]

@@ -272,6 +272,7 @@ def run_hunt(
     generator_config: dict[str, dict[str, Any]] | None = None,
     classifier_config: dict[str, Any] | None = None,
     sideband_width: float | None = 0.4,
+    train_on: str = "sr",
     fit_toys: int = 30,
     significance: str = DEFAULT_SIGNIFICANCE,
     null: NullStudy | None = None,
@@ -313,7 +314,7 @@ def run_hunt(
         sample.x, sample.m, windows, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
         m_test=sample.m_test, y_test=sample.y_test, efficiencies=efficiencies, edges=edges,
         generator_config=generator_config, classifier_config=classifier_config, seed=seed, keep_templates=True,
-        sideband_width=sideband_width,
+        sideband_width=sideband_width, train_on=train_on,
     )  # fmt: skip
     timings["hunt"] = time.perf_counter() - start
     t0 = time.perf_counter()
@@ -399,10 +400,12 @@ def summarize_hunt(
 def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample, style: str,
                significance: str = DEFAULT_SIGNIFICANCE, label: str | None = None) -> dict[str, list[Path]]:  # fmt: skip
     """Per method: the bump hunt of its best window and cut, template vs data there (template methods) and ROC/SIC
-    (truth studies); over all: the local p-value scan."""
+    (truth studies); over all: the local p-value scan. Every window and cut also gets its bump-hunt plot, under
+    ``windows/`` (key ``"windows"``: listed in the report, not shown)."""
     from scipy import stats
 
     from .plots import plot_bump_hunt, plot_pvalue_scan, plot_roc_sic, plot_template_vs_data
+    from .references import CWOLA, IDEALIZED, LACATHODE
     from .windows import SIGNIFICANCES
 
     column = SIGNIFICANCES[significance]
@@ -419,7 +422,7 @@ def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample,
         ).files  # fmt: skip
         if r.test_scores is not None:
             curves[f"{r.method} (SR {row.window} TeV)"] = {"scores": r.test_scores, "labels": r.test_labels}
-        if r.template is not None and r.method not in ("idealized", "cwola"):
+        if r.template is not None and r.method not in (IDEALIZED, CWOLA, LACATHODE):  # a template of the features
             in_sr = (sample.m >= r.window[0]) & (sample.m < r.window[1])
             feats = list(sample.features)
             files[f"template vs data, {r.method}, SR {row.window} TeV"] = plot_template_vs_data(
@@ -436,6 +439,16 @@ def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample,
     if curves:
         files["ROC and SIC (labelled test set)"] = plot_roc_sic(curves, style=style, label=label,
                                                                 path=out / "roc_sic").files
+    files["windows"] = []
+    for r in results:
+        for eff, h in r.hunts.items():
+            shown = h.local if significance == "fit-floating" else h.fixed
+            what = "no cut" if eff == 1.0 else f"background efficiency {eff:g}"
+            files["windows"] += plot_bump_hunt(
+                h.sideband_fit, signal_fit=shown.signal_fit, signal_region=h.signal_region, style=style, label=label,
+                title=f"{r.method}, SR {r.window[0]:g}-{r.window[1]:g} TeV, {what}",
+                path=out / "windows" / f"bumphunt_{r.method}_{r.window[0]:g}-{r.window[1]:g}_eff{eff:g}",
+            ).files  # fmt: skip
     return files
 
 
@@ -459,8 +472,13 @@ def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFram
         "## Plots", "",
     ]  # fmt: skip
     for name, paths in plots.items():
+        if name == "windows":
+            continue
         png = next(p for p in paths if p.suffix == ".png")
         lines += [f"### {name}", "", f"![{name}]({png.relative_to(out)})", ""]
+    windows = [p for p in plots.get("windows", []) if p.suffix == ".png"]
+    if windows:
+        lines += ["### Every window and cut", "", *[f"- [{p.stem}]({p.relative_to(out)})" for p in windows], ""]
     lines += ["## All windows", "", markdown_table(hunt.drop(columns=["seconds_train", "seconds_template"])), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

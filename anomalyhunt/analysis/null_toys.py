@@ -122,7 +122,7 @@ def run_null_toys(
     directory: str | Path, n_toys: int, *, edges: np.ndarray, efficiencies: Sequence[float],
     null_model: str = "cathode", generator_config: dict[str, dict[str, Any]] | None = None,
     classifier_config: dict[str, Any] | None = None, sideband_width: float | None = 0.4, margin: float = 600.0,
-    seed: int = 0, scheduler: str | None = None, workers: int | None = None, console: Any = None,
+    train_on: str = "sr", seed: int = 0, scheduler: str | None = None, workers: int | None = None, console: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
     """Run (or resume, or extend) ``n_toys`` pseudo-experiments per window and method; returns the local Z values of
     the toys with every window finished (one row per toy, method, window and cut), the study's settings and the
@@ -139,14 +139,16 @@ def run_null_toys(
         "kind": "null pseudo-experiments from a background-only model of the data", "data": fingerprint,
         "windows": [list(map(float, w)) for w in windows], "efficiencies": [float(e) for e in efficiencies],
         "null_model": null_model, "generator_config": generator_config, "classifier_config": classifier_config,
-        "sideband_width": sideband_width, "margin": margin, "edges": [float(e) for e in edges], "seed": seed,
+        "sideband_width": sideband_width, "margin": margin, "train_on": train_on, "edges": [float(e) for e in edges],
+        "seed": seed,
     }  # fmt: skip
     log = TaskLog(directory, settings, "set of null pseudo-experiments")
     models = background_model(x, m, windows, np.asarray(edges, float), null_model=null_model,
                               generator_config=generator_config.get(null_model), margin=margin, seed=seed,
                               directory=directory, console=console)  # fmt: skip
     hunt_options = {"efficiencies": tuple(efficiencies), "generator_config": generator_config,
-                    "classifier_config": classifier_config, "sideband_width": sideband_width, "margin": margin}
+                    "classifier_config": classifier_config, "sideband_width": sideband_width, "margin": margin,
+                    "train_on": train_on}
     payloads, names = [], []
     for toy in range(n_toys):
         for wi, model in enumerate(models):

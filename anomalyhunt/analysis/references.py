@@ -69,11 +69,11 @@ def sideband_reference(x: np.ndarray, m: np.ndarray, regions: Regions) -> Refere
 
 
 def idealized_reference(x_ideal: np.ndarray | None, m_ideal: np.ndarray | None, regions: Regions, n: int,
-                        seed: int) -> Reference:  # fmt: skip
-    """Up to ``n`` held-out true background events in the SR, picked at random."""
+                        seed: int, span: tuple[float, float] | None = None) -> Reference:  # fmt: skip
+    """Up to ``n`` held-out true background events in the SR (or in the mass range ``span``), picked at random."""
     if x_ideal is None:
         raise InputError("idealized", "the idealized reference needs held-out true background (a truth study)")
-    inside = regions.sr_mask(m_ideal)
+    inside = regions.sr_mask(m_ideal) if span is None else (m_ideal >= span[0]) & (m_ideal < span[1])
     if not inside.any():
         raise InputError("idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)")
     x, m = x_ideal[inside], m_ideal[inside]
@@ -93,10 +93,11 @@ def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray) -> str:
 
 def template_reference(
     gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int, name: str = "template",
-    shared: SharedFits | None = None,
+    shared: SharedFits | None = None, span: tuple[float, float] | None = None,
 ) -> Reference:
     """Fit the (unfitted) generator ``gen`` -- or take an earlier SR's fit from ``shared`` -- and sample ``n``
-    template events (``gen.config['n_template']`` overrides ``n``) at masses from a KDE of the SR data."""
+    template events (``gen.config['n_template']`` overrides ``n``) at masses from a KDE of the SR data, or of the
+    data in the mass range ``span`` (TeV) around the SR (a classifier trained across SR and sidebands)."""
     key = _fingerprint(gen, x, m) if (shared is not None and shares_training(gen)) else None
     reused = key is not None and key in shared
     if reused:
@@ -111,19 +112,23 @@ def template_reference(
     t0 = time.perf_counter()
     n = int(gen.config.get("n_template") or n)
     sr = regions.select_sr(m, "data")
-    x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name)
+    around = None if span is None else (span, m[(m >= span[0]) & (m < span[1])])
+    x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name, around)
     return Reference(x_t, m_t, None, t_fit, time.perf_counter() - t0, t_model, reused, n - len(x_t))
 
 
-def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int) -> Reference:
-    """LaCATHODE: fit the flow ``gen`` on the sidebands; the reference is ``n`` draws of its N(0, I) base and the
-    data enter the classifier through :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`."""
+def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
+                     span: tuple[float, float] | None = None) -> Reference:  # fmt: skip
+    """LaCATHODE: fit the flow ``gen`` on the sidebands; the reference is ``n`` draws of its N(0, I) base (standing
+    for background at masses of the SR data, or of the data in ``span``) and the data enter the classifier through
+    :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`."""
     from ..models.cathode import sample_sr_masses
 
     t0 = time.perf_counter()
     fit_generator(gen, x, m, regions)
     t_fit = time.perf_counter() - t0
     z = np.random.default_rng(seed).standard_normal((int(n), x.shape[1]))
-    sr = regions.select_sr(m, "data")
-    masses = sample_sr_masses(m[sr], int(n), seed=seed, bounds=regions.sr)  # where these draws stand for background
+    lo, hi = regions.sr if span is None else span
+    inside = (m >= lo) & (m < hi)
+    masses = sample_sr_masses(m[inside], int(n), seed=seed, bounds=(lo, hi))  # where these draws stand for background
     return Reference(z, masses, None, t_fit, 0.0, t_fit, data_map=gen.latent)

@@ -43,14 +43,16 @@ def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions:
 
 def sample_template(
     gen: TemplateGenerator, x_sr: np.ndarray, m_sr: np.ndarray, sr: tuple[float, float], n: int, seed: int,
-    name: str = "template",
+    name: str = "template", span: tuple[tuple[float, float], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` template events and their masses, drawn from a KDE of the SR data (finite events only; a generator
+    """``n`` template events and their masses, drawn from a KDE of the SR data -- or, with ``span`` = (mass range,
+    the data's masses there), of the data's masses over that range around the SR (finite events only; a generator
     that produces more than 1% non-finite events is an error, not silently thinned)."""
     from ..models.cathode import sample_sr_masses
 
     gen.condition_on_region(x_sr, m_sr)
-    masses = sample_sr_masses(m_sr, int(n), seed=seed, bandwidth=gen.config.get("kde_bandwidth"), bounds=tuple(sr))
+    bounds, m_kde = (tuple(sr), m_sr) if span is None else (tuple(span[0]), span[1])
+    masses = sample_sr_masses(m_kde, int(n), seed=seed, bandwidth=gen.config.get("kde_bandwidth"), bounds=bounds)
     x_t = np.asarray(gen.sample(masses, region=tuple(sr), seed=seed + 1), dtype=np.float64)
     finite = np.isfinite(x_t).all(axis=1)
     if finite.mean() < 0.99:

@@ -33,6 +33,8 @@ from .bumphunt import (
 from .references import CWOLA, IDEALIZED, LACATHODE
 from .regions import Regions
 
+#: Where the classifier's data events come from: the SR, or the SR and its sidebands (:func:`hunt_windows`).
+TRAIN_ON = ("sr", "window")
 #: Width (TeV) of each of CWoLa hunting's sidebands: narrow, so that the features barely change across them.
 CWOLA_SIDEBAND_WIDTH = 0.2
 
@@ -214,17 +216,26 @@ def hunt_windows(
     calibration: str = "sidebands",
     margin: float = 600.0,
     sideband_width: float | None = None,
+    train_on: str = "sr",
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
     per-window results (fits and histograms for plots). Generators that train on all data train once; those that
     train on sidebands use ``sideband_width`` TeV on each side of the SR (None: all other masses). See
-    :func:`apply_cuts` for ``calibration`` and ``margin``."""
+    :func:`apply_cuts` for ``calibration`` and ``margin``.
+
+    ``train_on``: ``"sr"`` -- the classifier separates SR data from the reference sampled in the SR; ``"window"``
+    -- data from reference across the SR and its sidebands (``sideband_width`` each side; the generator samples
+    there too), so that the score means the same at every mass the cut and fit use."""
     from tqdm.auto import tqdm
 
     from .cwola import kfold_classify
     from .references import idealized_reference, latent_reference, sideband_reference, template_reference
     from .templates import make_generator
 
+    if train_on not in TRAIN_ON:
+        raise ConfigError(f"unknown classifier training range {train_on!r}: use {' or '.join(TRAIN_ON)}")
+    if train_on == "window" and {CWOLA} & set(methods):
+        raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
     results: list[WindowResult] = []
     generator_config = generator_config or {}
@@ -235,28 +246,34 @@ def hunt_windows(
         bar.set_postfix_str(f"{method}, SR {window[0]:g}-{window[1]:g} TeV")
         regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
-        n_ref = oversample * int(sr.sum())
+        # the events the classifier trains on as data: the SR, or the SR and its sidebands
+        w = (sideband_width if sideband_width is not None else margin / 1000.0) if train_on == "window" else 0.0
+        span = (round(window[0] - w, 9), round(window[1] + w, 9)) if train_on == "window" else None
+        train = sr if span is None else (m >= span[0]) & (m < span[1])
+        n_ref = oversample * int(train.sum())
+        ref_seed = seed + 31 * i
         if method == CWOLA:
             ref = sideband_reference(x, m, Regions(tuple(window), CWOLA_SIDEBAND_WIDTH))
         elif method == IDEALIZED:
             ref = idealized_reference(x_ideal, m_ideal, regions, n_ref, int(np.random.SeedSequence([seed, i, 5])
-                                                                                .generate_state(1)[0]))  # fmt: skip
+                                                                                .generate_state(1)[0]), span)  # fmt: skip
         elif method == LACATHODE:
             gen = make_generator("cathode", generator_config.get(method), seed=seed, progress=progress)
-            ref = latent_reference(gen, x, m, regions, n_ref, seed + 31 * i)
+            ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span)
         else:
             gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress, sr=list(window))
-            ref = template_reference(gen, x, m, regions, n_ref, seed + 31 * i, method, shared)
+            ref = template_reference(gen, x, m, regions, n_ref, ref_seed, method, shared, span)
         test_sel = None if m_test is None else regions.sr_mask(m_test)
-        # SR data against the reference; every other event of the fit range scored too, out of fold
-        others = fit_mask & ~sr
+        # data against the reference; every other event of the fit range scored too, out of fold
+        others = fit_mask & ~train
         if ref.rows is not None:
             others[ref.rows] = False  # reference events that are data keep their out-of-fold reference scores
         x_t = None if test_sel is None else ref.features(x_test[test_sel], m_test[test_sel])
-        kf = kfold_classify(ref.features(x[sr], m[sr]), ref.x, x_t, x_other=ref.features(x[others], m[others]),
-                            classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed + i)
+        kf = kfold_classify(ref.features(x[train], m[train]), ref.x, x_t,
+                            x_other=ref.features(x[others], m[others]), classifier=classifier,
+                            classifier_config=classifier_config, folds=folds, seed=seed + i)  # fmt: skip
         scores = np.full(len(m), np.nan)
-        scores[sr], scores[others] = kf.scores_1, kf.other_scores
+        scores[train], scores[others] = kf.scores_1, kf.other_scores
         if ref.rows is not None:
             scores[ref.rows] = kf.scores_0
         scored = fit_mask | sr
@@ -265,7 +282,9 @@ def hunt_windows(
                            scores=scores[scored], mjj=m[scored] * 1000.0, ref_scores=kf.scores_0,
                            ref_mjj=ref.m * 1000.0)  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
-        res.direct = {eff: direct_count(kf.scores_1, kf.fold_1, kf.scores_0, kf.fold_0, eff) for eff in efficiencies}
+        in_sr, ref_sr = sr[train], regions.sr_mask(ref.m)  # the direct estimate counts the SR only
+        res.direct = {eff: direct_count(kf.scores_1[in_sr], kf.fold_1[in_sr], kf.scores_0[ref_sr], kf.fold_0[ref_sr],
+                                        eff) for eff in efficiencies}  # fmt: skip
         if kf.test_scores is not None and y_test[test_sel].min() != y_test[test_sel].max():
             res.metrics = metrics.summarize(y_test[test_sel], kf.test_scores)
             res.test_scores, res.test_labels = kf.test_scores, y_test[test_sel]

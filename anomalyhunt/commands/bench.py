@@ -627,6 +627,8 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
     p.add_argument("--signal-events", type=int, default=0, metavar="N",
                    help="inject N W' events into every sample: the sensitivity on the same machinery (default 0)")
+    p.add_argument("--train-on", choices=("sr", "window"), default="sr",
+                   help="the classifier's data: the SR (default) or the SR and its sidebands")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_results/hunt", help="output directory; a re-run resumes (default "
                                                                "bench_results/hunt)")
@@ -660,13 +662,13 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     methods = args.method or ["idealized", "cwola", "cathode"]
     settings = {"efficiencies": list(EFFICIENCIES), "generator_config": GENERATOR_CONFIG,
                 "classifier_config": CLASSIFIER_CONFIG, "sideband_width": SIDEBAND_WIDTH,
-                "features_files": args.features}  # fmt: skip
+                "features_files": args.features, **({"train_on": args.train_on} if args.train_on != "sr" else {})}
     write_run_config(args.out, {**vars(args), "func": None, "methods": methods, **settings})
     values = calibration_values(
         bkg, sig, args.out, methods=methods, n_samples=args.samples, fraction=args.fraction,
         windows=windows, features=features, seed=args.seed, n_signal=args.signal_events, settings=settings,
         efficiencies=EFFICIENCIES, generator_config=GENERATOR_CONFIG, classifier_config=CLASSIFIER_CONFIG,
-        sideband_width=SIDEBAND_WIDTH,
+        sideband_width=SIDEBAND_WIDTH, train_on=args.train_on,
     )  # fmt: skip
     if args.signal_events:
         sens = sensitivity(values)

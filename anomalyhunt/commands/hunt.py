@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE", help="e.g. cathode.epochs=8")
     p.add_argument("--sideband-width", type=float, default=0.4, metavar="TEV",
                    help="sidebands of generators trained on sidebands (TeV each side; default 0.4)")
+    p.add_argument("--train-on", choices=("sr", "window"), default="sr",
+                   help="the classifier's data: the SR (default) or the SR and its sidebands, against the reference "
+                        "sampled there too (a score that means the same across the window)")
     p.add_argument("--significance", choices=("fit-fixed", "fit-floating", "direct"), default="fit-fixed",
                    help="local significance: dijet fit with the Gaussian at the window centre (default; calibrated "
                         "under background only), with its mean floating in the SR, or direct background estimation")
@@ -176,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         values, settings, _ = run_null_toys(
             sample.x, sample.m, sample.fingerprint(), windows, methods, directory, args.null_toys, edges=edges,
             efficiencies=efficiencies, null_model=args.null_model, generator_config=gen_config,
-            sideband_width=args.sideband_width, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+            sideband_width=args.sideband_width, train_on=args.train_on, seed=args.seed, scheduler=args.scheduler,
+            workers=args.workers,
         )  # fmt: skip
         label = (f"null pseudo-experiments from a background-only model of this data (mjj: dijet fit; features: "
                  f"{args.null_model} around each window, SR left out; generators and classifiers retrained; windows "
@@ -185,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     run_hunt(
         sample, windows, methods, args.out, efficiencies=efficiencies, edges=edges, seed=args.seed,
         generator_config={m: gen_config[m] for m in methods if m != CWOLA}, sideband_width=args.sideband_width,
+        train_on=args.train_on,
         fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style, label=args.label,
         title="anomalyhunt bump hunt",
     )  # fmt: skip
