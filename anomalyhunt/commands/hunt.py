@@ -156,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if CWOLA in methods and correlated:
         raise ConfigError(f"cwola: features {correlated} scale with mjj, so CWoLa hunting would sculpt a bump; give "
                           "mass-decorrelated inputs, e.g. --feature tau21_j1 --feature tau21_j2")
+    if CWOLA in methods and args.train_on == "window":
+        raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
     check_out_dir(args)
     seed_everything(args.seed)
     tables = [load_feature_table(f, args.allow_partial) for f in args.features]
