@@ -14,15 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyhunt.analysis.constituent_data import (
-    ALL_CLOUD_FEATURES,
-    CONSTITUENT_METHODS,
-    ConstituentData,
-    evaluate_scores,
-    injected_constituents,
-    load_constituents,
-    mjj_sculpting,
-)
+from anomalyhunt.analysis.constituent_data import evaluate_scores, injected_constituents, mjj_sculpting
+from anomalyhunt.io.constituents import load_constituents
+from anomalyhunt.models.constituents import ALL_CLOUD_FEATURES, CONSTITUENT_METHODS, ConstituentData
 from anomalyhunt.analysis.metrics import auc
 from anomalyhunt.analysis.regions import Regions
 from anomalyhunt.errors import ConfigError, InputError

@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import norm
 
 from anomalyhunt.analysis import fidelity
-from anomalyhunt.analysis.cwola import kfold_classify
+from anomalyhunt.models.kfold import kfold_classify
 from anomalyhunt.analysis.injection import (
     DEFAULT_FEATURES,
     check_feature_columns,

@@ -4,7 +4,7 @@ The processor output ``constituents`` (``anomalyhunt process ... --clouds --imag
 and signal (label 1) datasets. Their feature tables go through the same :func:`~.injection.inject_signal` as a
 feature-level search, with the same seed and settings, so a ``cwola`` run on ``--features DIR`` and a ``tnt`` run
 on ``--constituents DIR`` see the same events; the constituent clouds/images of those events are then handed to the
-registered :class:`~.constituent_data.ConstituentMethod`. Its test scores give the same metrics and results keys
+registered :class:`~anomalyhunt.models.constituents.ConstituentMethod`. Its test scores give the same metrics and results keys
 as :func:`~.search.run_search` (so both kinds compare in one table), plus:
 
 * ``info``: what the method records (TNT's tag purities, CLR's linear-classifier tests on the representation and on
@@ -29,15 +29,9 @@ import pandas as pd
 
 from ..errors import ConfigError, InputError
 from . import metrics
-from .constituent_data import (
-    CONSTITUENT_METHODS,
-    ConstituentData,
-    ConstituentResult,
-    best_single_feature,
-    injected_constituents,
-    load_constituents,
-    mjj_sculpting,
-)
+from ..io.constituents import load_constituents
+from ..models.constituents import CONSTITUENT_METHODS, ConstituentData, ConstituentResult
+from .constituent_data import best_single_feature, injected_constituents, mjj_sculpting
 from .regions import Regions
 from .search import (
     SearchConfig, _jsonable, _sub_seed, inject_for, plot_performance, result_header, small_statistics_warnings,

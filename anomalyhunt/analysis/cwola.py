@@ -1,106 +1,13 @@
-"""Classification without labels (CWoLa), k-fold.
-
-A classifier separates two samples, e.g. SR data (label 1) from a background template or from sideband data
-(label 0). Both samples are split into k folds; the model of fold i trains on the other k - 1 folds and scores
-fold i, so every event gets an *out-of-fold* score from a model that never saw it. A separate test set is scored by
-the mean of the k fold models.
-"""
+"""Classification without labels (CWoLa): SR data against a background reference, k-fold
+(:func:`~anomalyhunt.models.kfold.kfold_classify`), every event scored by a model that never saw it."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..models.base import DISCRIMINATORS, Discriminator
-
-ClassifierSpec = str | Callable[[int], Discriminator]
-
-
-@dataclass
-class KFoldResult:
-    """Out-of-fold scores of both samples, fold assignments, the test-set scores (mean of the fold models) and the
-    scores of other events (each by the model of a fold drawn for it)."""
-
-    scores_1: np.ndarray
-    scores_0: np.ndarray
-    fold_1: np.ndarray
-    fold_0: np.ndarray
-    test_scores: np.ndarray | None
-    seconds: float
-    other_scores: np.ndarray | None = None
-
-
-def make_classifier(classifier: ClassifierSpec, config: dict[str, Any] | None, seed: int) -> Discriminator:
-    """A fresh discriminator: a registry name (with ``config``) or a factory ``seed -> Discriminator``."""
-    if callable(classifier):
-        return classifier(seed)
-    cls = DISCRIMINATORS.get(classifier)
-    return cls(**{**(config or {}), "seed": seed})
-
-
-def fold_assignment(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold index per event: a random, balanced split into ``folds`` parts."""
-    fold = np.empty(n, dtype=np.int64)
-    fold[rng.permutation(n)] = np.arange(n) % folds
-    return fold
-
-
-def kfold_classify(
-    x1: np.ndarray,
-    x0: np.ndarray,
-    x_test: np.ndarray | None = None,
-    *,
-    x_other: np.ndarray | None = None,
-    w1: np.ndarray | None = None,
-    w0: np.ndarray | None = None,
-    classifier: ClassifierSpec = "hgb",
-    classifier_config: dict[str, Any] | None = None,
-    folds: int = 5,
-    seed: int = 0,
-    progress: bool = False,
-) -> KFoldResult:
-    """Train ``folds`` classifiers of sample 1 (label 1) against sample 0 (label 0) with per-event weights
-    ``w1``/``w0`` (the discriminator then balances the two classes) and return out-of-fold and test scores.
-
-    ``x_other``: events of neither sample (e.g. outside the SR, for a bump hunt), each scored by the model of one
-    fold drawn for it at random -- one model, not the fold average, so that its scores follow the same distribution
-    as the out-of-fold ones."""
-    if folds < 2:
-        raise ValueError(f"k-fold needs folds >= 2, got {folds}")
-    if len(x1) < folds or len(x0) < folds:
-        raise ValueError(f"too few events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF01D]))
-    f1, f0 = fold_assignment(len(x1), folds, rng), fold_assignment(len(x0), folds, rng)
-    fo = fold_assignment(len(x_other), folds, rng) if x_other is not None else None
-    so = np.full(len(x_other), np.nan) if x_other is not None else None
-    w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
-    w0 = np.ones(len(x0)) if w0 is None else np.asarray(w0, dtype=np.float64)
-    s1, s0 = np.full(len(x1), np.nan), np.full(len(x0), np.nan)
-    test = np.zeros(len(x_test)) if x_test is not None else None
-    start = time.perf_counter()
-    it = range(folds)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="k-fold classifiers", unit="fold")
-    for k in it:
-        tr1, tr0 = f1 != k, f0 != k
-        x = np.concatenate([x1[tr1], x0[tr0]])
-        y = np.concatenate([np.ones(tr1.sum(), np.int64), np.zeros(tr0.sum(), np.int64)])
-        w = np.concatenate([w1[tr1], w0[tr0]])
-        fold_seed = int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
-        clf = make_classifier(classifier, classifier_config, fold_seed)
-        clf.fit(x, y, sample_weight=w)
-        s1[~tr1] = clf.score(x1[~tr1])
-        s0[~tr0] = clf.score(x0[~tr0])
-        if so is not None:
-            so[fo == k] = clf.score(x_other[fo == k])
-        if test is not None:
-            test += clf.score(x_test) / folds
-    return KFoldResult(s1, s0, f1, f0, test, time.perf_counter() - start, so)
+from ..models.kfold import KFoldResult, kfold_classify
 
 
 def cwola(

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .cwola import ClassifierSpec, kfold_classify
+from ..models.kfold import ClassifierSpec, kfold_classify
 
 #: Features that scale with the jet masses (shifted by :func:`mass_shift_control`).
 MASS_FEATURES = ("mj1", "mj2", "delta_mj")

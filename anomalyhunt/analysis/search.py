@@ -34,7 +34,8 @@ from ..errors import ConfigError, InputError
 from ..resume import TaskLog
 from ..tasks import run_tasks
 from . import metrics
-from .cwola import KFoldResult, cwola, kfold_classify
+from ..models.kfold import KFoldResult, kfold_classify
+from .cwola import cwola
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
 from .regions import Regions
 from .references import (

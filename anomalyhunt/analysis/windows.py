@@ -228,7 +228,7 @@ def hunt_windows(
     there too), so that the score means the same at every mass the cut and fit use."""
     from tqdm.auto import tqdm
 
-    from .cwola import kfold_classify
+    from ..models.kfold import kfold_classify
     from .references import idealized_reference, latent_reference, sideband_reference, template_reference
     from .templates import make_generator
 

@@ -178,7 +178,7 @@ def constituent_configs(settings: dict[str, Any], methods: list[str]) -> dict[st
     """Per constituent method in ``methods``, its ``constituent_config``: the entries keyed by its name, plus the
     flat keys it has. A flat key that none of them has is a :class:`ConfigError` (unknown keys of one method fail
     when its config is built)."""
-    from ..analysis.constituent_data import CONSTITUENT_METHODS
+    from ..models.constituents import CONSTITUENT_METHODS
 
     raw = dict(settings.get("constituent_config") or {})
     selected = [m for m in methods if m in CONSTITUENT_METHODS]

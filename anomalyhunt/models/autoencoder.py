@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..analysis.constituent_data import ConstituentData, ConstituentMethod, ConstituentResult, register_method
+from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, register_method
 from ..errors import ConfigError, InputError
 from .nn import ResidualMLP, batched_apply, pick_device, seeded, train_loop
 from .preprocessing import Standardize, validation_split

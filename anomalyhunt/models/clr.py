@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..analysis.constituent_data import ConstituentData, ConstituentMethod, ConstituentResult, register_method
+from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, register_method
 from ..errors import ConfigError, InputError
 from .augment import anomaly_augment, pad_slots, physical_augment
 from .autoencoder import DenseAutoencoder, _jet_ranks, _resolve, _train_mask, combine_jet_scores
@@ -202,16 +202,15 @@ def raw_constituents(data: ConstituentData, n_constituents: int) -> np.ndarray:
 def linear_probe(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) -> float:
     """AUC of a logistic regression on standardised ``x``, by ``folds``-fold cross-validation (out-of-fold scores)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ..analysis.metrics import auc
-
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     prob = cross_val_predict(clf, np.asarray(x, dtype=np.float64), np.asarray(y), cv=cv, method="predict_proba")
-    return auc(y, prob[:, 1])
+    return float(roc_auc_score(y, prob[:, 1]))
 
 
 CLR_DEFAULTS: dict[str, Any] = {

@@ -8,7 +8,7 @@ it cannot learn m_jj from the absolute momentum scale; the decorrelation check i
 it does not separate SR from sidebands.
 
 The registered method ``constituent-cwola`` trains SR (label 1) against sidebands (label 0) with the shared k-fold
-CWoLa (:func:`anomalyhunt.analysis.cwola.kfold_classify`); SR against a background template follows once a
+CWoLa (:func:`anomalyhunt.models.kfold.kfold_classify`); SR against a background template follows once a
 constituent-level generator exists (pass the template as ``x0`` to ``kfold_classify`` with the same classifier).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..analysis.constituent_data import ConstituentData, ConstituentMethod, ConstituentResult, register_method
+from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, register_method
 from ..errors import ConfigError, InputError
 from .autoencoder import _resolve
 from .base import DISCRIMINATORS, Discriminator
@@ -164,7 +164,7 @@ def score_events(
 ) -> ConstituentResult:
     """k-fold CWoLa of SR against sideband data events; ``data_scores`` are out-of-fold for SR and sideband events
     (and the mean of the fold models elsewhere), ``test_scores`` the mean of the fold models."""
-    from ..analysis.cwola import kfold_classify
+    from .kfold import kfold_classify
 
     if regions is None:
         raise ConfigError("constituent-cwola needs the search regions (signal region and sidebands)")

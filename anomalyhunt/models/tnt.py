@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..analysis.constituent_data import ConstituentData, ConstituentMethod, ConstituentResult, register_method
+from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, register_method
 from ..errors import ConfigError, InputError
 from .autoencoder import _jet_ranks, _resolve, combine_jet_scores, fit_jet_autoencoder
 from .base import DISCRIMINATORS, Discriminator
