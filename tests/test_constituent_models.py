@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -293,3 +294,26 @@ def test_constituent_cwola_does_not_learn_mjj(processed) -> None:
     assert abs(out["invariant"][0] - 0.5) < 0.06 and abs(out["invariant"][2] - 0.5) < 0.08
     assert out["invariant"][1] > 1e-3
     assert out["absolute"][0] > 0.65 and out["absolute"][1] < 1e-10
+
+
+def test_every_data_score_comes_from_a_run_that_never_saw_the_event():
+    """A stub method that scores the events it trained on 1 and all others 0: through the pipeline's k-fold
+    (``run_out_of_fold``) every returned data score is 0, while its own in-sample data scores are all 1."""
+    from anomalyhunt.models.constituents import ConstituentMethod, ConstituentResult, run_out_of_fold
+
+    def seen(train: ConstituentData, events: ConstituentData) -> np.ndarray:
+        keys = set(zip(train.table["source"], train.table["event"]))
+        return np.array([float(k in keys) for k in zip(events.table["source"], events.table["event"])])
+
+    def run(data, test, *, held_out=None, **_):
+        return ConstituentResult(test_scores=seen(data, test), data_scores=seen(data, data),
+                                 held_out_scores=None if held_out is None else seen(data, held_out))  # fmt: skip
+
+    stub = ConstituentMethod(name="stub", run=run, needs=("features",), defaults={})
+    table = pd.DataFrame({"source": ["d/f"] * 300 + ["t/f"] * 50, "event": np.r_[np.arange(300), np.arange(50)],
+                          "mjj": 3500.0})  # fmt: skip
+    data, test = ConstituentData(table.iloc[:300]), ConstituentData(table.iloc[300:])
+    assert (run(data, test).data_scores == 1).all()  # the stub does score its training events 1
+    r = run_out_of_fold(stub, data, test, folds=3, seed=4)
+    assert r.data_scores.shape == (300,) and (r.data_scores == 0).all() and (r.test_scores == 0).all()
+    assert sorted(np.bincount(r.arrays["data_fold"])) == [100, 100, 100]

@@ -30,7 +30,7 @@ import pandas as pd
 from ..errors import ConfigError, InputError
 from . import metrics
 from ..io.constituents import load_constituents
-from ..models.constituents import CONSTITUENT_METHODS, ConstituentData, ConstituentResult
+from ..models.constituents import CONSTITUENT_METHODS, ConstituentData, ConstituentResult, run_out_of_fold
 from .constituent_data import best_single_feature, injected_constituents, mjj_sculpting
 from .regions import Regions
 from .search import (
@@ -211,8 +211,9 @@ def run_constituent_search(
     cwola = cfg.method == "constituent-cwola"
     method_regions = Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan) if cwola else regions
     t0 = time.perf_counter()
-    result = method.run(data, test, regions=method_regions, config=mconf, seed=_sub_seed(cfg.seed, 3),
-                        progress=cfg.progress)  # fmt: skip
+    # every data score (the bump hunt's input) from a run that never saw the event: the k-fold wraps the method
+    result = run_out_of_fold(method, data, test, folds=cfg.folds, regions=method_regions, config=mconf,
+                             seed=_sub_seed(cfg.seed, 3), progress=cfg.progress)  # fmt: skip
     seconds_train = time.perf_counter() - t0
     _check_scores(result, data, test, cfg.method)
 

@@ -322,10 +322,11 @@ def score_events(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     progress: bool = False,
+    held_out: ConstituentData | None = None,
 ) -> ConstituentResult:
     """Train the jet autoencoder on ``data`` (``train_on``: all events, the SR or the sidebands of ``regions``) and
-    score data and test events by their jets' reconstruction errors (quantiles among the training jets of the same
-    kind, combined with ``combine``)."""
+    score data, test and ``held_out`` events by their jets' reconstruction errors (quantiles among the training
+    jets of the same kind, combined with ``combine``)."""
     conf = AUTOENCODER_METHOD.config(config)
     train = data.subset(_train_mask(data, regions, conf["train_on"]))
     ae, per_jet = fit_jet_autoencoder(train, conf, seed, progress)
@@ -334,6 +335,8 @@ def score_events(
     return ConstituentResult(
         test_scores=combine_jet_scores(_jet_ranks(ref, test_err), conf["combine"]),
         data_scores=combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
+        held_out_scores=None if held_out is None else combine_jet_scores(_jet_ranks(ref, per_jet(held_out)),
+                                                                         conf["combine"]),  # fmt: skip
         info={
             "n_train_events": len(train),
             "train_seconds": ae.history.get("seconds"),

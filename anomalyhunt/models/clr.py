@@ -240,6 +240,7 @@ def score_events(
     seed: int = 0,
     progress: bool = False,
     method: str = "clr",
+    held_out: ConstituentData | None = None,
 ) -> ConstituentResult:
     """Train the CLR encoder on the jets of the data (``train_on``: all events or the sidebands), score events by
     their jets' signed representation norms (or a dense autoencoder on the representation), and, on a
@@ -264,6 +265,8 @@ def score_events(
     z_data, jet_data = _event_rep(model, data, n)
     norm_test = combine_jet_scores(_jet_ranks(jet_train, jet_test), conf["combine"])
     norm_data = combine_jet_scores(_jet_ranks(jet_train, jet_data), conf["combine"])
+    z_held, jet_held = _event_rep(model, held_out, n) if held_out is not None else (None, None)
+    held = None if held_out is None else combine_jet_scores(_jet_ranks(jet_train, jet_held), conf["combine"])
     info: dict[str, Any] = {
         "n_train_jets": int(len(x)),
         "norm_sign": model.sign,
@@ -278,12 +281,14 @@ def score_events(
             device=conf["device"],
         ).fit(z_train)  # fmt: skip
         test_scores, data_scores = ae.score(z_test), ae.score(z_data)
+        held = None if held_out is None else ae.score(z_held)
         arrays["test_ae_scores"] = test_scores
     y = test.label
     if conf["linear_test"] and np.isin(y, (0, 1)).all() and min((y == 0).sum(), (y == 1).sum()) >= 10:
         info["linear_test_auc"] = linear_probe(z_test, y, seed)
         info["raw_linear_test_auc"] = linear_probe(raw_constituents(test, n), y, seed)
-    return ConstituentResult(test_scores=test_scores, data_scores=data_scores, info=info, arrays=arrays)
+    return ConstituentResult(test_scores=test_scores, data_scores=data_scores, info=info, arrays=arrays,
+                             held_out_scores=held)  # fmt: skip
 
 
 def _runner(name: str):

@@ -161,8 +161,10 @@ def score_events(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     progress: bool = False,
+    held_out: ConstituentData | None = None,
 ) -> ConstituentResult:
-    """k-fold CWoLa of SR against sideband data events; ``data_scores`` are out-of-fold for SR and sideband events
+    """k-fold CWoLa of SR against sideband data events (``held_out`` is not used: the method keeps its own folds);
+    ``data_scores`` are out-of-fold for SR and sideband events
     (and the mean of the fold models elsewhere), ``test_scores`` the mean of the fold models."""
     from .kfold import kfold_classify
 
@@ -199,5 +201,6 @@ CWOLA_METHOD = register_method(
         defaults=CWOLA_DEFAULTS,
         presets={"paper": {"n_constituents": 50, **ConstituentClassifier.PRESETS["paper"]}},
         description="CWoLa with a permutation-invariant constituent classifier, SR against sidebands (k-fold)",
+        own_folds=True,
     )
 )

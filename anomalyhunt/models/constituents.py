@@ -158,16 +158,21 @@ class ConstituentResult:
     test_scores: np.ndarray
     data_scores: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: Scores of the ``held_out`` events a run was given (never trained on), like the test set's.
+    held_out_scores: np.ndarray | None = None
     #: Per-event arrays for plots (e.g. per-jet scores, TNT's selections), keyed ``test_*`` / ``data_*``; not JSON.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ConstituentMethod:
-    """A registered constituent-level method: ``run(data, test, *, regions, config, seed, progress)``.
+    """A registered constituent-level method: ``run(data, test, *, regions, config, seed, progress, held_out)``.
 
-    ``needs``: which inputs it reads (``"clouds"``, ``"images"``, ``"features"``), so the pipeline loads only those;
-    ``defaults``/``presets``: its configuration keys (CPU-sized) and named configurations (``"paper"``).
+    It trains on ``data`` and scores ``test`` and ``held_out`` (events it must not train on) alike. ``needs``: which
+    inputs it reads (``"clouds"``, ``"images"``, ``"features"``), so the pipeline loads only those;
+    ``defaults``/``presets``: its configuration keys (CPU-sized) and named configurations (``"paper"``);
+    ``own_folds``: its ``data_scores`` are already out of fold (it runs its own k-fold), so
+    :func:`run_out_of_fold` runs it once.
     """
 
     name: str
@@ -178,6 +183,7 @@ class ConstituentMethod:
     description: str = ""
     #: Inputs needed under a given (resolved) configuration, when that depends on it; ``needs`` otherwise.
     needs_for: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    own_folds: bool = False
 
     def inputs(self, config: dict[str, Any] | None = None, preset: str | None = None) -> tuple[str, ...]:
         """The inputs (``"clouds"``, ``"images"``, ``"features"``) this method reads with this configuration."""
@@ -205,3 +211,38 @@ CONSTITUENT_METHODS: Registry[ConstituentMethod] = Registry("constituent method"
 def register_method(method: ConstituentMethod) -> ConstituentMethod:
     """Add ``method`` to :data:`CONSTITUENT_METHODS` under its name."""
     return CONSTITUENT_METHODS.register(method.name)(method)
+
+
+def run_out_of_fold(
+    method: ConstituentMethod, data: ConstituentData, test: ConstituentData, *, folds: int, seed: int = 0,
+    **kwargs: Any,
+) -> ConstituentResult:
+    """``method`` run so that every data score comes from a run that never saw the event (the k-fold wraps the
+    whole method: for Tag N' Train its autoencoder and every iteration): the data are split into ``folds`` parts,
+    and the run trained on all others scores each part as ``held_out``. Test scores and the ``test_*`` arrays are
+    the mean over the runs; ``info`` is the first run's, with the number of folds. A method with ``own_folds`` runs
+    once."""
+    if method.own_folds:
+        return method.run(data, test, seed=seed, **kwargs)
+    if folds < 2 or len(data) < folds:
+        raise InputError(method.name, f"out-of-fold scores need >= 2 folds and as many events ({folds}, {len(data)})")
+    fold = np.empty(len(data), np.int64)
+    fold[np.random.default_rng(np.random.SeedSequence([int(seed), 0x0F0D])).permutation(len(data))] = (
+        np.arange(len(data)) % folds
+    )
+    data_scores = np.empty(len(data))
+    test_scores = np.zeros(len(test))
+    arrays: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {}
+    for k in range(folds):
+        held = fold == k
+        r = method.run(data.subset(~held), test, seed=seed, held_out=data.subset(held), **kwargs)
+        if r.held_out_scores is None or len(r.held_out_scores) != int(held.sum()):
+            raise InputError(method.name, "the method returned no score per held-out event")
+        data_scores[held] = r.held_out_scores
+        test_scores += np.asarray(r.test_scores, np.float64) / folds
+        for key, arr in r.arrays.items():
+            if key.startswith("test_") and len(arr) == len(test):
+                arrays[key] = arrays.get(key, 0) + np.asarray(arr, np.float64) / folds
+        info = info or {**r.info, "folds": folds}
+    return ConstituentResult(test_scores, data_scores, info, arrays={**arrays, "data_fold": fold})

@@ -241,10 +241,12 @@ def score_events(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     progress: bool = False,
+    held_out: ConstituentData | None = None,
 ) -> ConstituentResult:
-    """Tag N' Train on the data events in ``window``; score data and test events with the final classifiers (each
-    jet's score as a quantile among the training events' jets of the same kind, combined with ``combine``; ``min``
-    is "both jets in the top X%"). The starting autoencoder's scores are returned too (``arrays``), for comparison."""
+    """Tag N' Train on the data events in ``window``; score data, test and ``held_out`` events with the final
+    classifiers (each jet's score as a quantile among the training events' jets of the same kind, combined with
+    ``combine``; ``min`` is "both jets in the top X%"). The starting autoencoder's scores are returned too
+    (``arrays``), for comparison."""
     conf = TNT_METHOD.config(config)
     in_window = _window_mask(data, regions, conf["window"])
     train = data.subset(in_window)
@@ -267,9 +269,13 @@ def score_events(
                 idx, lab = step[f"labelled_{name}"]
                 info[f"iter{it}_{name}_signal_fraction_in_sig_tag"] = float((train_label[idx[lab == 1]] == 1).mean())
                 info[f"iter{it}_{name}_signal_fraction_in_bkg_tag"] = float((train_label[idx[lab == 0]] == 1).mean())
+    held = None
+    if held_out is not None:
+        held = combine_jet_scores(_jet_ranks(ref, _classifier_scores(classifiers, held_out, conf)), conf["combine"])
     return ConstituentResult(
         test_scores=combine_jet_scores(_jet_ranks(ref, test_jets), conf["combine"]),
         data_scores=combine_jet_scores(_jet_ranks(ref, data_jets), conf["combine"]),
+        held_out_scores=held,
         info=info,
         arrays={
             "test_jet_scores": test_jets,
