@@ -199,6 +199,20 @@ def test_plain_nanoaod_uses_cms_fatjets_and_counts_every_event(tmp_path):
     assert cf["input"] == 40 and cf["passed"] + cf["failed_two_jets"] + cf["failed_trigger"] == 40
 
 
+def test_nanoaod_format_reads_cms_fatjet_taus_from_their_branches(tmp_path):
+    """`format: nanoaod` on a PFNano file: the two leading FatJets' tau_N are the file's FatJet_tau* branches (coffea's
+    FatJet.tau2 attribute returned values ~1e4 there, which wrote tau21 = 832128)."""
+    run_process({"x": Dataset("x", "nanoaod", [str(PFNANO)])}, tmp_path, status=False)
+    table = load_feature_table(tmp_path / "x").sort_values("event")
+    with uproot.open(PFNANO) as f:
+        b = f["Events"].arrays(["FatJet_pt", "FatJet_tau1", "FatJet_tau2"], library="ak")
+    lead = ak.argsort(b.FatJet_pt, axis=1, ascending=False)[:, :2]
+    ratio = ak.to_numpy(b.FatJet_tau2[lead][table["event"].to_numpy()] / b.FatJet_tau1[lead][table["event"].to_numpy()])
+    mine = np.sort(table[["tau21_j1", "tau21_j2"]].to_numpy(), axis=1)
+    np.testing.assert_allclose(mine, np.sort(ratio, axis=1), rtol=1e-5)
+    assert mine.max() < 1.5
+
+
 # -- LHCO layouts ------------------------------------------------------------------------------------------------
 def test_lhco_features_reader_orders_jets_by_mass(lhco_dir):
     df = read_lhco_features(lhco_dir / "rnd_sig_3500_500_100.features.h5", 0, 2000)

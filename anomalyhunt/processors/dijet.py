@@ -124,15 +124,17 @@ class DijetProcessor(processor.ProcessorABC):
         if "FatJet" not in events.fields:
             raise InputError(fname, "format nanoaod: no FatJet collection (missing branch)")
         fj = events.FatJet
-        fj = fj[ak.argsort(fj.pt, axis=1, ascending=False)][:, :2]
+        fj = fj[ak.argsort(fj["pt"], axis=1, ascending=False)][:, :2]
 
         def pad(a):
             return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64)
 
-        raw = 1.0 - fj.rawFactor if "rawFactor" in fj.fields else 1.0
+        raw = 1.0 - fj["rawFactor"] if "rawFactor" in fj.fields else 1.0
+        # Fields by item, not attribute: on PFNanoAOD, coffea's FatJet.tau2 attribute returned another quantity
+        # (values ~1e4) while fj["tau2"] is the branch FatJet_tau2.
         return {
-            "pt": pad(fj.pt * raw), "eta": pad(fj.eta), "phi": pad(fj.phi), "m": pad(fj.mass * raw),
-            "tau1": pad(fj.tau1), "tau2": pad(fj.tau2), "tau3": pad(fj.tau3),
+            "pt": pad(fj["pt"] * raw), "eta": pad(fj["eta"]), "phi": pad(fj["phi"]), "m": pad(fj["mass"] * raw),
+            "tau1": pad(fj["tau1"]), "tau2": pad(fj["tau2"]), "tau3": pad(fj["tau3"]),
             "n_found": ak.to_numpy(ak.num(fj)),
         }  # fmt: skip
 
