@@ -497,7 +497,7 @@ def print_table(summary: pd.DataFrame, title: str) -> None:
     """The summary as a rich table, wide enough not to wrap in a log file."""
     from rich.table import Table
 
-    from ..commands.search import console_for_tables
+    from ..console import console_for_tables
 
     console = console_for_tables()
     t = Table(title=f"{title}: best window per method")

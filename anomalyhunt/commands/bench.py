@@ -319,7 +319,8 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
                 ratios: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
     from rich.table import Table
 
-    from .search import _fmt, console_for_tables
+    from ..console import console_for_tables
+    from .search import _fmt
 
     r0 = results[0]
     title = (
@@ -409,7 +410,8 @@ def run_drapes_scan_bench(args: argparse.Namespace) -> int:
     from ..analysis.drapes_scan import DEFAULT_SIGMA_PRIMES, drapes_scans, plot_scan, scan_summary
     from ..analysis.search import _jsonable
     from ..runconfig import write_run_config
-    from .search import _fmt, console_for_tables, expand, merged_settings
+    from ..console import console_for_tables
+    from .search import _fmt, expand, merged_settings
 
     defaults: dict[str, Any] = {"n_seeds": 5, "significance": 2.2, "sr": [3.3, 3.7]}
     if args.quick:
@@ -588,7 +590,7 @@ def run_toys_bench(args: argparse.Namespace) -> int:
         t.add_row(name.replace("_", "-"), str(d["n_toys"]), f"{d['observed_max_z']:.2f}",
                   f"{d['toy_max_z_median']:.2f}", f"{d['z_toys']:.2f}", f"{d['n_eff_trials']:.1f}",
                   f"{d['z_extrapolated']:.2f}")  # fmt: skip
-    from .search import console_for_tables
+    from ..console import console_for_tables
 
     console_for_tables().print(t)
     print("full-pipeline toys' max local Z:", " ".join(f"{z:.2f}" for z in both["full_pipeline"]["toy_max_z"]))
@@ -645,7 +647,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     from ..features import check_unique_events, load_feature_table
     from ..runconfig import seed_everything, write_run_config
     from .hunt import windows_from_args
-    from .search import console_for_tables
+    from ..console import console_for_tables
 
     torch.set_num_threads(1)
     seed_everything(args.seed)

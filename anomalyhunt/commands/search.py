@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from ..console import console_for_tables
 from ..errors import ConfigError
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
@@ -348,15 +349,6 @@ def _fmt(s: dict[str, Any] | None, digits: int = 2) -> str:
     if s["n"] > 1:
         return f"{s['median']:.{digits}f} [{s['p16']:.{digits}f}, {s['p84']:.{digits}f}]"
     return f"{s['median']:.{digits}f}"
-
-
-def console_for_tables():
-    """A rich console; wide when not a terminal, so that logged tables are not wrapped to 80 columns."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def print_summary(summary: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
