@@ -38,19 +38,14 @@ FINE_BIN = 5.0
 
 @dataclass
 class WindowModel:
-    """The background-only model in one window: expected counts per fine bin of the window's fit range (GeV) and
-    the feature generator trained on the window's sidebands."""
+    """The background-only model in one window: the bins of the window's fit range (GeV), expected counts per fine
+    bin of that range and the feature generator trained on the window's sidebands."""
 
     window: tuple[float, float]
+    edges: np.ndarray
     fine_edges: np.ndarray
     expected: np.ndarray
     generator: Any
-
-
-def window_edges(edges: np.ndarray, window: tuple[float, float], margin: float) -> np.ndarray:
-    """The bins of ``edges`` (GeV) within ``margin`` GeV of the SR (TeV): the window's own fit range."""
-    lo, hi = window[0] * 1000.0, window[1] * 1000.0
-    return edges[(edges >= lo - margin - 1e-6) & (edges <= hi + margin + 1e-6)]
 
 
 def background_model(
@@ -61,6 +56,7 @@ def background_model(
     data within ``margin`` GeV of its SR, SR excluded."""
     from .dijetfit import fit_background
     from .templates import fit_generator, make_generator
+    from .windows import window_edges
 
     fit = fit_background(np.asarray(m) * 1000.0, edges=edges, seed=seed)
     console.print(f"background-only model: dijet fit of the uncut spectrum {edges[0] / 1000:g}-{edges[-1] / 1000:g}"
@@ -80,7 +76,7 @@ def background_model(
             console.print(f"  training the {null_model} null model around SR {w[0]:g}-{w[1]:g} TeV")
             fit_generator(gen, x, m, Regions(tuple(w), margin / 1000.0))
             gen.save(path)
-        out.append(WindowModel(tuple(w), fine, fit.background(fine), gen))
+        out.append(WindowModel(tuple(w), local, fine, fit.background(fine), gen))
     return out
 
 
@@ -105,7 +101,7 @@ def _toy_task(p: dict[str, Any]) -> dict[str, Any]:
 
     try:
         x, m = draw_toy(p["model"], p["seed"])
-        table, _ = hunt_windows(x, m, [p["model"].window], [p["method"]], edges=p["edges"], seed=p["seed"],
+        table, _ = hunt_windows(x, m, [p["model"].window], [p["method"]], edges=p["model"].edges, seed=p["seed"],
                                 progress=False, **p["hunt_options"])  # fmt: skip
         rows = [{"sample": p["toy"], **value_row(r)} for r in table.to_dict("records") if r["efficiency"] < 1.0]
         return {"rows": rows}
@@ -158,7 +154,6 @@ def run_null_toys(
                     continue
                 toy_seed = int(np.random.SeedSequence([int(seed), 0x4E55, toy, wi]).generate_state(1)[0] % 2**31)
                 payloads.append({"model": model, "seed": toy_seed, "toy": toy, "method": method,
-                                 "edges": window_edges(np.asarray(edges, float), model.window, margin),
                                  "hunt_options": hunt_options})  # fmt: skip
                 names.append(name)
     if log.done:

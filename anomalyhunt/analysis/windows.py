@@ -81,6 +81,21 @@ class WindowResult:
         return out
 
 
+def window_edges(edges: np.ndarray, window: tuple[float, float], margin: float) -> np.ndarray:
+    """The bins of ``edges`` (GeV) within ``margin`` GeV of the SR ``window`` (TeV): the window's own fit range."""
+    lo, hi = window[0] * 1000.0, window[1] * 1000.0
+    return edges[(edges >= lo - margin - 1e-6) & (edges <= hi + margin + 1e-6)]
+
+
+def check_train_on(train_on: str, methods: Sequence[str]) -> None:
+    """The classifier's training range is known, and CWoLa hunting (SR against sidebands) is not asked to train
+    over the window."""
+    if train_on not in TRAIN_ON:
+        raise ConfigError(f"unknown classifier training range {train_on!r}: use {' or '.join(TRAIN_ON)}")
+    if train_on == "window" and CWOLA in methods:
+        raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
+
+
 def calibrated_cuts(
     scores: np.ndarray, mjj: np.ndarray, ref_scores: np.ndarray, ref_mjj: np.ndarray, signal_region: tuple[float, float],
     efficiencies: Sequence[float], edges: np.ndarray,
@@ -125,7 +140,7 @@ def apply_cuts(
     pooled spread is 1.16 (idealized) and 1.01 (CATHODE) (``anomalyhunt bench hunt``).
     """
     lo, hi = res.window[0] * 1000.0, res.window[1] * 1000.0
-    local = edges[(edges >= lo - margin - 1e-6) & (edges <= hi + margin + 1e-6)]
+    local = window_edges(edges, res.window, margin)
     inside = (res.mjj >= local[0]) & (res.mjj < local[-1])
     mjj, scores = res.mjj[inside], res.scores[inside]
     if calibration == "sidebands":
@@ -232,10 +247,7 @@ def hunt_windows(
     from .references import idealized_reference, latent_reference, sideband_reference, template_reference
     from .templates import make_generator
 
-    if train_on not in TRAIN_ON:
-        raise ConfigError(f"unknown classifier training range {train_on!r}: use {' or '.join(TRAIN_ON)}")
-    if train_on == "window" and {CWOLA} & set(methods):
-        raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
+    check_train_on(train_on, methods)
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
     results: list[WindowResult] = []
     generator_config = generator_config or {}

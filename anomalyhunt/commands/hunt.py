@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
     from ..analysis.references import CWOLA, LACATHODE
+    from ..analysis.windows import check_train_on
     from ..errors import ConfigError
     from ..features import check_unique_events, load_feature_table
     from ..models.base import GENERATORS
@@ -156,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if CWOLA in methods and correlated:
         raise ConfigError(f"cwola: features {correlated} scale with mjj, so CWoLa hunting would sculpt a bump; give "
                           "mass-decorrelated inputs, e.g. --feature tau21_j1 --feature tau21_j2")
-    if CWOLA in methods and args.train_on == "window":
-        raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
+    check_train_on(args.train_on, methods)  # before any work, the pseudo-experiments' included
     check_out_dir(args)
     seed_everything(args.seed)
     tables = [load_feature_table(f, args.allow_partial) for f in args.features]
@@ -175,11 +175,12 @@ def run(args: argparse.Namespace) -> int:
     edges = fit_edges(sample.m, windows, fit_range=parse_window(args.fit_range) if args.fit_range else None,
                       source=", ".join(args.features))  # fmt: skip
     gen_config = generator_options(args.generator_option, [m for m in methods if m != CWOLA] + [args.null_model])
-    null = NullStudy.load(args.null, data=sample.fingerprint()) if args.null else None
+    fingerprint = sample.fingerprint()
+    null = NullStudy.load(args.null, data=fingerprint) if args.null else None
     if args.null_toys:
         directory = Path(args.out) / NULL_TOYS_DIR
         values, settings, _ = run_null_toys(
-            sample.x, sample.m, sample.fingerprint(), windows, methods, directory, args.null_toys, edges=edges,
+            sample.x, sample.m, fingerprint, windows, methods, directory, args.null_toys, edges=edges,
             efficiencies=efficiencies, null_model=args.null_model, generator_config=gen_config,
             sideband_width=args.sideband_width, train_on=args.train_on, seed=args.seed, scheduler=args.scheduler,
             workers=args.workers,

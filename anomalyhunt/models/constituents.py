@@ -226,10 +226,9 @@ def run_out_of_fold(
         return method.run(data, test, seed=seed, **kwargs)
     if folds < 2 or len(data) < folds:
         raise InputError(method.name, f"out-of-fold scores need >= 2 folds and as many events ({folds}, {len(data)})")
-    fold = np.empty(len(data), np.int64)
-    fold[np.random.default_rng(np.random.SeedSequence([int(seed), 0x0F0D])).permutation(len(data))] = (
-        np.arange(len(data)) % folds
-    )
+    from .kfold import fold_assignment
+
+    fold = fold_assignment(len(data), folds, np.random.default_rng(np.random.SeedSequence([int(seed), 0x0F0D])))
     data_scores = np.empty(len(data))
     test_scores = np.zeros(len(test))
     arrays: dict[str, np.ndarray] = {}
