@@ -133,8 +133,11 @@ def test_search_refuses_the_same_events_twice(tmp_path, capsys):
     assert not (tmp_path / "s" / "results.json").exists()
 
 
-def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path):
-    """SIGKILL of `process` while its pool works: no worker alive 30 s later, and the output says partial."""
+@pytest.mark.parametrize("signame", ["SIGKILL", "SIGTERM", "SIGINT"])
+def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path, signame):
+    """`process` stopped while its pool works: by SIGKILL (no chance to clean up), SIGTERM or Ctrl-C (SIGINT). No
+    worker is alive 30 s later and the output says partial; SIGTERM and Ctrl-C end the command within 30 s with one
+    line and exit status 143 / 130."""
     import os
     import signal
     import subprocess
@@ -147,19 +150,56 @@ def test_killed_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path)
                                      f"[{lhco_dir / 'rnd_qcd_seed1001.particles.h5'}]}}\n")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "anomalyhunt.cli", "process", str(tmp_path / "d.yaml"), "--out",
                              str(tmp_path / "out"), "--executor", "futures", "--workers", "2", "--chunksize", "250",
-                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "out" / "qcd" / "features").glob("*.parquet")):
         time.sleep(0.2)  # wait until the workers are writing chunks
     children = parent.children(recursive=True)
     assert children, "the pool never started"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, getattr(signal, signame))
+    rc = proc.wait(timeout=30)
+    err = proc.stderr.read().strip().splitlines()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    if signame != "SIGKILL":
+        expected = {"SIGTERM": (143, "interrupted (SIGTERM)"), "SIGINT": (130, "interrupted (Ctrl-C)")}[signame]
+        assert rc == expected[0] and len(err) == 1 and expected[1] in err[0], (rc, err)
     with pytest.raises(InputError, match="partial output"):
         load_feature_table(tmp_path / "out" / "qcd")
+
+
+def test_sigterm_of_a_search_stops_its_dask_cluster(tmp_path):
+    """SIGTERM of `search` while its local Dask cluster trains: one line, exit 143, no nanny or worker alive 30 s
+    later, and the task log keeps what finished (nothing else under OUT claims to be a result)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    write_toy_table(tmp_path / "toy.parquet", 4000, seed=0)
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "anomalyhunt.cli", "search", "--features", str(tmp_path / "toy.parquet"),
+                             "--method", "cathode", "--sr", "3.3:3.7", "--sr", "3.5:3.9", "--workers", "2", "--quiet",
+                             "--no-plots", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(parent.children(recursive=True)) < 3:
+        time.sleep(0.2)  # the scheduler's nannies and their workers
+    time.sleep(1.0)
+    children = parent.children(recursive=True)
+    assert len(children) >= 2, "the cluster never started"
+    os.kill(proc.pid, signal.SIGTERM)
+    rc = proc.wait(timeout=30)
+    err = proc.stderr.read().strip().splitlines()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
+    assert rc == 143 and "interrupted (SIGTERM)" in err[-1], (rc, err)
+    assert not (out / "results.json").exists()
 
 
 def test_killed_driver_leaves_no_dask_workers():
