@@ -30,8 +30,9 @@ MJJ_WINDOW = (2.6, 5.0)  # TeV; the sidebands are the window minus the SR
 QCD_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (1, 2, 3, 4)]
 
 # Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
-# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565. The bounds sit ~0.03 above the worst seed.
-AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60}
+# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565, rad-ot (no training; pairing seeds)
+# 0.545/0.554/0.543. The bounds sit ~0.03 above the worst seed.
+AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60, "rad-ot": 0.58}
 CONTROL_MIN_AUC = 0.62  # measured 0.70 for sideband events moved into the SR
 
 # The CPU defaults with fewer epochs (about 20-50 s of training each on ~65k events on 2 shared cores).
@@ -39,6 +40,7 @@ CONFIGS = {
     "cathode": dict(epochs=15, patience=None),
     "drapes": dict(mode="full", epochs=25, patience=None),
     "sigma": dict(interpolation="velocity", epochs=25, patience=None),
+    "rad-ot": dict(),  # nothing to train: the defaults
 }
 
 
@@ -104,7 +106,7 @@ def test_negative_control_has_power(qcd: dict[str, np.ndarray]) -> None:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_template_matches_sr_background(name: str, qcd: dict[str, np.ndarray], tmp_path: Path) -> None:
     cls = GENERATORS.get(name)
-    gen = cls(device="cpu", seed=0, **CONFIGS[name])
+    gen = cls(**{k: v for k, v in dict(device="cpu", seed=0).items() if k in cls.DEFAULTS}, **CONFIGS[name])
     if cls.trains_on == "all":
         x = np.vstack([qcd["x_sb"], qcd["x_sr_train"]])
         m = np.concatenate([qcd["m_sb"], qcd["m_sr_train"]])
