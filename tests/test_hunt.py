@@ -288,3 +288,19 @@ def test_lacathode_latent_space_is_normal_for_sr_background(shipped):
     z = ref.features(xh[sr], mh[sr])
     assert np.all(np.abs(z.mean(axis=0)) < 0.1) and np.all(np.abs(z.std(axis=0) - 1) < 0.1), (z.mean(0), z.std(0))
     assert ref.x.shape == (1000, 4) and np.all((ref.m >= 3.3) & (ref.m <= 3.7))
+
+
+def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_tables, tmp_path):
+    """`hunt --template-ensemble 3`: CATHODE trained three times (other seeds) per window; hunt.csv carries the
+    spread of their pass fractions as the direct estimate's template error, which the one-training hunt lacks,
+    and the three trainings differ (a spread of zero would mean one model copied)."""
+    base = ["hunt", "--features", str(small_tables["data"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3",
+            "--generator-option", "epochs=2", "--fit-toys", "0"]  # fmt: skip
+    assert cli([*base, "--template-ensemble", "3", "--out", str(tmp_path / "ens")]) == 0
+    assert cli([*base, "--out", str(tmp_path / "one")]) == 0
+    ens, one = (pd.read_csv(tmp_path / d / "hunt.csv") for d in ("ens", "one"))
+    cut = ens[ens.efficiency < 1]
+    assert cut.expected_direct_template.gt(0).all() and one.expected_direct_template.isna().all()
+    assert np.isfinite(cut.z_direct).all()
+    config = json.loads((tmp_path / "ens" / "config.json").read_text())
+    assert config["config"]["template_ensemble"] == 3

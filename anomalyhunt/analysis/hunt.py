@@ -273,6 +273,7 @@ def run_hunt(
     classifier_config: dict[str, Any] | None = None,
     sideband_width: float | None = 0.4,
     train_on: str = "sr",
+    template_ensemble: int = 1,
     fit_toys: int = 30,
     significance: str = DEFAULT_SIGNIFICANCE,
     null: NullStudy | None = None,
@@ -314,7 +315,7 @@ def run_hunt(
         sample.x, sample.m, windows, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
         m_test=sample.m_test, y_test=sample.y_test, efficiencies=efficiencies, edges=edges,
         generator_config=generator_config, classifier_config=classifier_config, seed=seed, keep_templates=True,
-        sideband_width=sideband_width, train_on=train_on,
+        sideband_width=sideband_width, train_on=train_on, template_ensemble=template_ensemble,
     )  # fmt: skip
     timings["hunt"] = time.perf_counter() - start
     t0 = time.perf_counter()

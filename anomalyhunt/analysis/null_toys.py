@@ -119,6 +119,7 @@ def run_null_toys(
     null_model: str = "cathode", generator_config: dict[str, dict[str, Any]] | None = None,
     classifier_config: dict[str, Any] | None = None, sideband_width: float | None = 0.4, margin: float = 600.0,
     train_on: str = "sr", seed: int = 0, scheduler: str | None = None, workers: int | None = None, console: Any = None,
+    template_ensemble: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
     """Run (or resume, or extend) ``n_toys`` pseudo-experiments per window and method; returns the local Z values of
     the toys with every window finished (one row per toy, method, window and cut), the study's settings and the
@@ -136,7 +137,7 @@ def run_null_toys(
         "windows": [list(map(float, w)) for w in windows], "efficiencies": [float(e) for e in efficiencies],
         "null_model": null_model, "generator_config": generator_config, "classifier_config": classifier_config,
         "sideband_width": sideband_width, "margin": margin, "train_on": train_on, "edges": [float(e) for e in edges],
-        "seed": seed,
+        "seed": seed, **({"template_ensemble": template_ensemble} if template_ensemble > 1 else {}),
     }  # fmt: skip
     log = TaskLog(directory, settings, "set of null pseudo-experiments")
     models = background_model(x, m, windows, np.asarray(edges, float), null_model=null_model,
@@ -144,7 +145,7 @@ def run_null_toys(
                               directory=directory, console=console)  # fmt: skip
     hunt_options = {"efficiencies": tuple(efficiencies), "generator_config": generator_config,
                     "classifier_config": classifier_config, "sideband_width": sideband_width, "margin": margin,
-                    "train_on": train_on}
+                    "train_on": train_on, "template_ensemble": template_ensemble}
     payloads, names = [], []
     for toy in range(n_toys):
         for wi, model in enumerate(models):

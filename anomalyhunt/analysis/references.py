@@ -52,6 +52,7 @@ class Reference:
     fit_shared: bool = False
     n_dropped: int = 0  # template events dropped as non-finite
     data_map: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    member: np.ndarray | None = None  # which generator of an ensemble made each template event
 
     def features(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Events as the classifier sees them."""
@@ -115,6 +116,23 @@ def template_reference(
     around = None if span is None else (span, m[(m >= span[0]) & (m < span[1])])
     x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name, around)
     return Reference(x_t, m_t, None, t_fit, time.perf_counter() - t0, t_model, reused, n - len(x_t))
+
+
+def ensemble_reference(
+    make: Callable[[int], Any], k: int, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
+    name: str = "template", shared: SharedFits | None = None, span: tuple[float, float] | None = None,
+) -> Reference:
+    """``k`` generators ``make(0) ... make(k - 1)`` (independent trainings: other seeds), each fitted and sampled
+    as :func:`template_reference` with ``n / k`` events; the reference is their union, each event marked with the
+    generator that made it, so that the spread between trainings can be measured on it (direct estimation)."""
+    refs = [template_reference(make(i), x, m, regions, -(-int(n) // k), seed + 101 * i, name, shared, span)
+            for i in range(k)]  # fmt: skip
+    return Reference(
+        np.concatenate([r.x for r in refs]), np.concatenate([r.m for r in refs]), None,
+        sum(r.seconds_fit for r in refs), sum(r.seconds_sample for r in refs), sum(r.seconds_fit_model for r in refs),
+        all(r.fit_shared for r in refs), sum(r.n_dropped for r in refs),
+        member=np.concatenate([np.full(len(r.x), i) for i, r in enumerate(refs)]),
+    )  # fmt: skip
 
 
 def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,

@@ -73,6 +73,7 @@ class WindowResult:
                 "observed_direct": self.direct.get(eff, {}).get("observed", np.nan),
                 "expected_direct": self.direct.get(eff, {}).get("expected", np.nan),
                 "expected_direct_stat": self.direct.get(eff, {}).get("stat_error", np.nan),
+                "expected_direct_template": self.direct.get(eff, {}).get("template_error", np.nan),
                 "closure_direct": self.closure.get(eff, np.nan),
                 "observed_sr": h.observed_sr, "predicted_sr": h.predicted_sr,
                 "efficiency_error": self.efficiency_errors.get(eff, 0.0), **self.metrics,
@@ -232,6 +233,7 @@ def hunt_windows(
     margin: float = 600.0,
     sideband_width: float | None = None,
     train_on: str = "sr",
+    template_ensemble: int = 1,
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
     per-window results (fits and histograms for plots). Generators that train on all data train once; those that
@@ -240,11 +242,14 @@ def hunt_windows(
 
     ``train_on``: ``"sr"`` -- the classifier separates SR data from the reference sampled in the SR; ``"window"``
     -- data from reference across the SR and its sidebands (``sideband_width`` each side; the generator samples
-    there too), so that the score means the same at every mass the cut and fit use."""
+    there too), so that the score means the same at every mass the cut and fit use.
+
+    ``template_ensemble``: a template generator is trained that many times (other seeds) and the template is their
+    union; the direct estimate's template uncertainty is then the spread of the trainings' pass fractions."""
     from tqdm.auto import tqdm
 
     from ..models.kfold import kfold_classify
-    from .references import idealized_reference, latent_reference, sideband_reference, template_reference
+    from .references import ensemble_reference, idealized_reference, latent_reference, sideband_reference
     from .templates import make_generator
 
     check_train_on(train_on, methods)
@@ -273,8 +278,13 @@ def hunt_windows(
             gen = make_generator("cathode", generator_config.get(method), seed=seed, progress=progress)
             ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span)
         else:
-            gen = make_generator(method, generator_config.get(method), seed=seed, progress=progress, sr=list(window))
-            ref = template_reference(gen, x, m, regions, n_ref, ref_seed, method, shared, span)
+            def make(k: int, method: str = method, window: tuple = window) -> Any:
+                cfg = dict(generator_config.get(method) or {})
+                if k and "seed" in cfg:
+                    cfg["seed"] = int(cfg["seed"]) + k  # an ensemble member is another training
+                return make_generator(method, cfg, seed=seed + k, progress=progress, sr=list(window))
+
+            ref = ensemble_reference(make, template_ensemble, x, m, regions, n_ref, ref_seed, method, shared, span)
         test_sel = None if m_test is None else regions.sr_mask(m_test)
         # data against the reference; every other event of the fit range scored too, out of fold
         others = fit_mask & ~train
@@ -295,8 +305,9 @@ def hunt_windows(
                            ref_mjj=ref.m * 1000.0)  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
         in_sr, ref_sr = sr[train], regions.sr_mask(ref.m)  # the direct estimate counts the SR only
+        members = None if ref.member is None or template_ensemble < 2 else ref.member[ref_sr]
         res.direct = {eff: direct_count(kf.scores_1[in_sr], kf.fold_1[in_sr], kf.scores_0[ref_sr], kf.fold_0[ref_sr],
-                                        eff) for eff in efficiencies}  # fmt: skip
+                                        eff, members) for eff in efficiencies}  # fmt: skip
         if kf.test_scores is not None and y_test[test_sel].min() != y_test[test_sel].max():
             res.metrics = metrics.summarize(y_test[test_sel], kf.test_scores)
             res.test_scores, res.test_labels = kf.test_scores, y_test[test_sel]
@@ -307,17 +318,25 @@ def hunt_windows(
 
 
 def direct_count(
-    sr_scores: np.ndarray, sr_folds: np.ndarray, ref_scores: np.ndarray, ref_folds: np.ndarray, efficiency: float
+    sr_scores: np.ndarray, sr_folds: np.ndarray, ref_scores: np.ndarray, ref_folds: np.ndarray, efficiency: float,
+    ref_members: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Direct background estimation for one cut (arXiv 2411.00085): per fold, the threshold is the reference's
     (1 - efficiency) score quantile, and the expected background after the cut is the background fraction above it
     times the SR data count (which includes any signal: conservative). Every score is out of fold.
 
     Returns observed and expected SR counts after the cut, and the expectation's statistical error from the
-    reference's size (the spread of the generator itself enters through :func:`add_closure`)."""
+    reference's size. With ``ref_members`` (the generator of an ensemble of trainings that made each reference
+    event) also ``template_error``: the spread of the members' own pass fractions above the same threshold, over
+    the square root of their number -- the template's uncertainty from retraining (it includes each member's
+    counting noise), which then replaces the statistical error. The mismodelling common to all trainings enters
+    through :func:`add_closure`."""
     observed = expected = var = 0.0
+    members = np.unique(ref_members) if ref_members is not None else np.empty(0)
+    per_member = np.zeros(len(members))
     for k in np.unique(ref_folds):
-        ref_k, sr_k = np.sort(ref_scores[ref_folds == k])[::-1], sr_scores[sr_folds == k]
+        in_k = ref_folds == k
+        ref_k, sr_k = np.sort(ref_scores[in_k])[::-1], sr_scores[sr_folds == k]
         n, above = len(ref_k), int(efficiency * len(ref_k))
         # The threshold is the (above + 1)-th highest reference score: the background fraction above it follows
         # Beta(above + 1, n - above), mean (above + 1) / (n + 1) -- not above / n, which is biased low by ~1 / above.
@@ -326,7 +345,18 @@ def direct_count(
         observed += float(np.sum(sr_k > threshold))
         expected += eps * len(sr_k)
         var += len(sr_k) ** 2 * eps_var
-    return {"observed": observed, "expected": expected, "stat_error": float(np.sqrt(var))}
+        for j, member in enumerate(members):
+            own = ref_scores[in_k & (ref_members == member)]
+            per_member[j] += np.mean(own >= threshold) * len(sr_k) if len(own) else np.nan
+    out = {"observed": observed, "expected": expected, "stat_error": float(np.sqrt(var))}
+    if len(members) >= 2:
+        out["template_error"] = float(np.std(per_member, ddof=1) / np.sqrt(len(members)))
+    return out
+
+
+def _reference_error(d: dict[str, float]) -> float:
+    """The direct estimate's reference uncertainty: the ensemble's spread where there is one, else counting."""
+    return d.get("template_error", d["stat_error"])
 
 
 def add_closure(results: Sequence["WindowResult"]) -> None:
@@ -341,9 +371,9 @@ def add_closure(results: Sequence["WindowResult"]) -> None:
                                                                       or o.window[0] >= res.window[1])]
         for eff, d in res.direct.items():
             # each other window's squared relative residual, less what its own statistics explain
-            rel2 = [((od["observed"] - od["expected"]) ** 2 - od["expected"] - od["stat_error"] ** 2)
+            rel2 = [((od["observed"] - od["expected"]) ** 2 - od["expected"] - _reference_error(od) ** 2)
                     / max(od["expected"], 1.0) ** 2 for od in (o.direct[eff] for o in others)]  # fmt: skip
             closure = float(np.sqrt(max(np.mean(rel2), 0.0))) if rel2 else float("nan")
             res.closure[eff] = closure
-            sigma = np.hypot(d["stat_error"], (0.0 if np.isnan(closure) else closure) * d["expected"])
+            sigma = np.hypot(_reference_error(d), (0.0 if np.isnan(closure) else closure) * d["expected"])
             d["z"] = counting_significance(d["observed"], d["expected"], sigma) if rel2 else float("nan")

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE", help="e.g. cathode.epochs=8")
     p.add_argument("--sideband-width", type=float, default=0.4, metavar="TEV",
                    help="sidebands of generators trained on sidebands (TeV each side; default 0.4)")
+    p.add_argument("--template-ensemble", type=int, default=1, metavar="K",
+                   help="train each template generator K times (other seeds) and use their union; the direct "
+                        "estimate's template uncertainty is then the spread between the trainings (default 1)")
     p.add_argument("--train-on", choices=("sr", "window"), default="sr",
                    help="the classifier's data: the SR (default) or the SR and its sidebands, against the reference "
                         "sampled there too (a score that means the same across the window)")
@@ -148,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     windows = windows_from_args(args.sr, args.windows)
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: must be >= 0")
-    if args.null_toys < 0 or (args.workers is not None and args.workers < 1):
-        raise ConfigError("--null-toys must be >= 0 and --workers >= 1")
+    if args.null_toys < 0 or (args.workers is not None and args.workers < 1) or args.template_ensemble < 1:
+        raise ConfigError("--null-toys must be >= 0, --workers >= 1 and --template-ensemble >= 1")
     if args.null_toys and args.null:
         raise ConfigError("give --null-toys (pseudo-experiments of this data) or --null DIR (a study made elsewhere)")
     features = tuple(args.feature or DEFAULT_FEATURES)
@@ -183,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             sample.x, sample.m, fingerprint, windows, methods, directory, args.null_toys, edges=edges,
             efficiencies=efficiencies, null_model=args.null_model, generator_config=gen_config,
             sideband_width=args.sideband_width, train_on=args.train_on, seed=args.seed, scheduler=args.scheduler,
-            workers=args.workers,
+            workers=args.workers, template_ensemble=args.template_ensemble,
         )  # fmt: skip
         label = (f"null pseudo-experiments from a background-only model of this data (mjj: dijet fit; features: "
                  f"{args.null_model} around each window, SR left out; generators and classifiers retrained; windows "
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     run_hunt(
         sample, windows, methods, args.out, efficiencies=efficiencies, edges=edges, seed=args.seed,
         generator_config={m: gen_config[m] for m in methods if m != CWOLA}, sideband_width=args.sideband_width,
-        train_on=args.train_on,
+        train_on=args.train_on, template_ensemble=args.template_ensemble,
         fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style, label=args.label,
         title="anomalyhunt bump hunt",
     )  # fmt: skip
