@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import signal
@@ -28,8 +29,29 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that both unwind the same way (pools and clusters closed by their ``with``)."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted()
+def _quiet_dask() -> None:
+    """After an interrupt, Dask's own logs (a nanny that could not finish starting, streams closing) are noise: the
+    command says in one line what happened."""
+    import logging
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _quiet_dask()
+    raise Interrupted() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _close_dask_clusters() -> None:
+    """Close the local Dask clusters an interrupted command leaves behind, quietly: one interrupted while starting
+    cannot close cleanly, and Dask's exit hook would print a traceback for it (its workers exit with this process)."""
+    spec = sys.modules.get("distributed.deploy.spec")
+    for cluster in list(getattr(getattr(spec, "SpecCluster", None), "_instances", ())):
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
+        cluster.shutdown_on_close = False  # Dask's exit hook leaves it alone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return int(args.func(args) or 0)
     except (InputError, ConfigError) as err:
@@ -48,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as err:
         name = "SIGTERM" if isinstance(err, Interrupted) else "Ctrl-C"
+        _close_dask_clusters()
         print(f"anomalyhunt {args.command}: interrupted ({name}): workers stopped; what was written is marked partial "
               "or logged as finished, and the same command again resumes or replaces it", file=sys.stderr)  # fmt: skip
         return 143 if isinstance(err, Interrupted) else 130
     finally:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -170,8 +170,8 @@ def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path
 
 
 def test_sigterm_of_a_search_stops_its_dask_cluster(tmp_path):
-    """SIGTERM of `search` while its local Dask cluster trains: one line, exit 143, no nanny or worker alive 30 s
-    later, and the task log keeps what finished (nothing else under OUT claims to be a result)."""
+    """SIGTERM of `search` while its local Dask cluster trains: its line, exit 143, no nanny or worker alive 30 s
+    later, and no results.json (a re-run resumes from the task log)."""
     import os
     import signal
     import subprocess
@@ -198,7 +198,8 @@ def test_sigterm_of_a_search_stops_its_dask_cluster(tmp_path):
     err = proc.stderr.read().strip().splitlines()
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
-    assert rc == 143 and "interrupted (SIGTERM)" in err[-1], (rc, err)
+    # (a SIGTERM that lands while the cluster is still starting may add Dask's own startup messages after it)
+    assert rc == 143 and any(line.startswith("anomalyhunt search: interrupted (SIGTERM)") for line in err), (rc, err)
     assert not (out / "results.json").exists()
 
 

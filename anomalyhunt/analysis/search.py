@@ -34,11 +34,13 @@ from ..errors import ConfigError, InputError
 from ..resume import TaskLog
 from ..tasks import run_tasks
 from . import metrics
-from ..models.kfold import KFoldResult, kfold_classify
+from ..models.base import DENSITY_RATIOS, DensityRatioModel
+from ..models.kfold import KFoldResult, kfold_classify, kfold_density_ratio
 from .cwola import cwola
 from .injection import DEFAULT_FEATURES, InjectedSample, check_feature_columns, inject_signal, split_by_label
 from .regions import Regions
 from .references import (
+    Reference,
     SharedFits,
     idealized_reference,
     latent_reference,
@@ -266,17 +268,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def resolve_method(method: str) -> tuple[str, dict[str, Any]] | None:
-    """``(generator name, forced config)`` of a template method, ``None`` for a baseline; :class:`ConfigError` for
-    an unknown name."""
+    """``(generator name, forced config)`` of a template method, ``None`` for a baseline or a density-ratio method;
+    :class:`ConfigError` for an unknown name."""
     from ..models.base import GENERATORS
 
-    if method in BASELINES:
+    if method in BASELINES or method in DENSITY_RATIOS:
         return None
     if method in VARIANTS and VARIANTS[method][0] in GENERATORS:
         return VARIANTS[method]
     if method in GENERATORS:
         return method, {}
-    known = list(BASELINES) + GENERATORS.names() + [v for v, (g, _) in VARIANTS.items() if g in GENERATORS]
+    known = (list(BASELINES) + GENERATORS.names() + [v for v, (g, _) in VARIANTS.items() if g in GENERATORS]
+             + DENSITY_RATIOS.names())  # fmt: skip
     raise ConfigError(f"unknown search method {method!r}; available: {', '.join(known)}")
 
 
@@ -289,6 +292,20 @@ def make_search_generator(cfg: SearchConfig) -> Any:
         name, {**cfg.generator_config, **forced}, seed=_sub_seed(cfg.seed, 7), device=cfg.device,
         progress=cfg.progress, sr=list(cfg.sr),
     )
+
+
+def density_ratio_background(
+    cfg: SearchConfig, x: np.ndarray, m: np.ndarray, regions: Regions
+) -> tuple[DensityRatioModel, float]:
+    """A density-ratio model (by registry name, configured as ``cfg`` asks) with its background part fitted on the
+    sidebands, and the seconds that fit took."""
+    cls = DENSITY_RATIOS.get(cfg.method)
+    auto = {"seed": _sub_seed(cfg.seed, 7), "device": cfg.device, "progress": cfg.progress}
+    model = cls(**{**{k: v for k, v in auto.items() if k in cls.DEFAULTS}, **cfg.generator_config})
+    sb = regions.select_sb(m, "data")
+    t0 = time.perf_counter()
+    model.fit_background(x[sb], m[sb])
+    return model, time.perf_counter() - t0
 
 
 def _oversample(cfg: SearchConfig, gen: Any = None) -> int:
@@ -333,7 +350,7 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
     depend on the SR (:func:`shares_training`) is then fitted once and only sampled for later SRs (their results
     say ``fit_shared`` with ``seconds_fit`` 0; ``seconds_fit_model`` is the fit time of the model used)."""
     cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(config)
-    if cfg.method not in BASELINES:
+    if resolve_method(cfg.method) is not None:
         make_search_generator(cfg)  # fail on an unknown method or generator option before any work
     start = time.perf_counter()
     regions = Regions(cfg.sr, cfg.sideband_width, cfg.scan)
@@ -356,6 +373,12 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         scores[truth], scores[~truth] = kf.scores_1, kf.scores_0
         folds[truth], folds[~truth] = kf.fold_1, kf.fold_0
         kf = KFoldResult(scores, kf.scores_0, folds, kf.fold_0, kf.test_scores, kf.seconds)
+    elif cfg.method in DENSITY_RATIOS:  # ANODE, R-ANODE: a density ratio scores the SR events, no classifier
+        model, t_fit = density_ratio_background(cfg, sample.x, sample.m, regions)
+        ref = Reference(sample.x[:0], sample.m[:0], None, t_fit, 0.0, t_fit)
+        reference = sample.x[regions.select_sb(sample.m, "data")]
+        kf = kfold_density_ratio(model, x_sr, sample.m[sr], sample.x_test, sample.m_test, folds=cfg.folds,
+                                 seed=_sub_seed(cfg.seed, 13))  # fmt: skip
     else:
         n_ref = _oversample(cfg) * int(sr.sum())
         x_test = sample.x_test

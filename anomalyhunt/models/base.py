@@ -2,7 +2,9 @@
 
 * :class:`TemplateGenerator` learns p(x | m) from data and samples a background template at given masses.
 * :class:`Discriminator` is a (weakly) supervised classifier that scores events.
-Both keep everything needed to restore them in a plain ``state_dict`` plus a JSON-able ``config``.
+* :class:`DensityRatioModel` scores signal-region events by a learned density ratio against a background density
+  fitted on the sidebands (ANODE, R-ANODE).
+All keep everything needed to restore them in a plain ``state_dict`` plus a JSON-able ``config``.
 """
 
 from __future__ import annotations
@@ -18,23 +20,14 @@ from ..registry import Registry
 
 GENERATORS: Registry[type["TemplateGenerator"]] = Registry("template generator", "anomalyhunt.models")
 DISCRIMINATORS: Registry[type["Discriminator"]] = Registry("discriminator", "anomalyhunt.models")
+DENSITY_RATIOS: Registry[type["DensityRatioModel"]] = Registry("density-ratio model", "anomalyhunt.models")
 
 
-class TemplateGenerator(abc.ABC):
-    """Learns the background density p(x | m) and samples a template.
+class Configurable:
+    """A model configured by keyword: ``DEFAULTS`` holds every key with its (CPU-sized) default."""
 
-    ``trains_on`` tells the pipeline which events to fit on: ``"sidebands"`` (CATHODE, DRAPES) or ``"all"``
-    (SIGMA, which handles the signal region itself, e.g. by interpolation).
-    """
-
-    trains_on: ClassVar[Literal["sidebands", "all"]] = "sidebands"
     #: Every configuration key with its default (CPU-sized); empty means "accept anything" (no validation).
     DEFAULTS: ClassVar[dict[str, Any]] = {}
-    #: Named configurations, e.g. ``"paper"``: the published full-size (GPU) setup; see :meth:`from_preset`.
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-
-    def __init__(self, **config: Any) -> None:
-        self.config = dict(config)
 
     @classmethod
     def resolve_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +40,21 @@ class TemplateGenerator(abc.ABC):
                 f"{cls.__name__}: unknown config key(s) {unknown}; known keys: {sorted(cls.DEFAULTS)}"
             )
         return {**cls.DEFAULTS, **config}
+
+
+class TemplateGenerator(Configurable, abc.ABC):
+    """Learns the background density p(x | m) and samples a template.
+
+    ``trains_on`` tells the pipeline which events to fit on: ``"sidebands"`` (CATHODE, DRAPES) or ``"all"``
+    (SIGMA, which handles the signal region itself, e.g. by interpolation).
+    """
+
+    trains_on: ClassVar[Literal["sidebands", "all"]] = "sidebands"
+    #: Named configurations, e.g. ``"paper"``: the published full-size (GPU) setup; see :meth:`from_preset`.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, **config: Any) -> None:
+        self.config = dict(config)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TemplateGenerator":
@@ -115,3 +123,26 @@ class Discriminator(abc.ABC):
 
     @abc.abstractmethod
     def score(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class DensityRatioModel(Configurable, abc.ABC):
+    """Scores signal-region events by log p_data(x | m) / p_background(x | m), the background density fitted on the
+    sidebands only (it never sees an SR row). The SR part is fitted per fold, so that the pipeline scores every SR
+    event with a part that never saw it: ``fit_background`` once, then ``fit_sr`` on the training folds, returning
+    that fold's SR part, and ``score(part, x, m)``."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = self.resolve_config(config)
+
+    @abc.abstractmethod
+    def fit_background(self, x: np.ndarray, m: np.ndarray) -> "DensityRatioModel":
+        """Fit the background density on sideband events ``x`` (n, d) at masses ``m``."""
+
+    @abc.abstractmethod
+    def fit_sr(self, x: np.ndarray, m: np.ndarray) -> Any:
+        """Fit the SR part on SR events (a fold's training part); returns it for :meth:`score`."""
+
+    @abc.abstractmethod
+    def score(self, part: Any, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """The log density ratio of events ``x`` at masses ``m`` under the SR part ``part`` (higher: more
+        signal-like)."""

@@ -200,6 +200,24 @@ class Cathode(TemplateGenerator):
             out[i : i + bs] = flow(ct).transform(zt).cpu().double().numpy()
         return out
 
+    def preprocess(self, x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Events and masses in the space the flow models (its fitted preprocessing)."""
+        self._check_fitted()
+        return self._scaler.transform(x, m)
+
+    @torch.no_grad()
+    def log_prob_preprocessed(self, z: np.ndarray, mz: np.ndarray) -> np.ndarray:
+        """log p(z | m) of preprocessed events (:meth:`preprocess`): the kept flows' equal-weight mixture."""
+        self._check_fitted()
+        bs = int(self.config["sample_batch"])
+        out = np.empty((len(self._flows), len(z)))
+        for k, flow in enumerate(self._flows):
+            for i in range(0, len(z), bs):
+                zt = torch.as_tensor(z[i : i + bs], dtype=torch.float32, device=self.device)
+                ct = torch.as_tensor(mz[i : i + bs], dtype=torch.float32, device=self.device)
+                out[k, i : i + bs] = flow(ct).log_prob(zt).cpu().double().numpy()
+        return np.logaddexp.reduce(out, axis=0) - np.log(len(self._flows))
+
     @staticmethod
     def _draw(flow: zuko.flows.Flow, context: torch.Tensor) -> torch.Tensor:
         out = flow(context).sample()

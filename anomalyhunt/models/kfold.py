@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import DISCRIMINATORS, Discriminator
+from .base import DISCRIMINATORS, DensityRatioModel, Discriminator
 
 ClassifierSpec = str | Callable[[int], Discriminator]
 
@@ -100,3 +100,22 @@ def kfold_classify(
         if test is not None:
             test += clf.score(x_test) / folds
     return KFoldResult(s1, s0, f1, f0, test, time.perf_counter() - start, so)
+
+
+def kfold_density_ratio(
+    model: DensityRatioModel, x_sr: np.ndarray, m_sr: np.ndarray, x_test: np.ndarray | None = None,
+    m_test: np.ndarray | None = None, *, folds: int = 5, seed: int = 0,
+) -> KFoldResult:
+    """Out-of-fold density-ratio scores of SR data: the model's background part is fitted already (sidebands); its
+    SR part is fitted on k - 1 folds and scores the k-th; the test set gets the mean of the k parts' scores."""
+    start = time.perf_counter()
+    fold = fold_assignment(len(x_sr), folds, np.random.default_rng(seed))
+    scores = np.empty(len(x_sr))
+    test = None if x_test is None else np.zeros(len(x_test))
+    for k in range(folds):
+        part = model.fit_sr(x_sr[fold != k], m_sr[fold != k])
+        scores[fold == k] = model.score(part, x_sr[fold == k], m_sr[fold == k])
+        if test is not None:
+            test += model.score(part, x_test, m_test) / folds
+    empty = np.empty(0)
+    return KFoldResult(scores, empty, fold, empty.astype(np.int64), test, time.perf_counter() - start)
