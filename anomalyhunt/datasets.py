@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .processors.formats import FORMATS
+from .processors.formats import FORMATS, TREES
 
-_ROOT_FORMATS = ("nanoaod", "pfnanoaod")
+_ROOT_FORMATS = ("nanoaod", "pfnanoaod", "physlite")
 _KEYS = {"format", "files", "treename", "label", "xsec", "jet_radius", "axes", "puppi", "generate", "description"}
 _AXES = ("onepass_kt", "kt", "wta_kt")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -118,7 +118,7 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
         hits = sorted(glob.glob(pattern))
         (files.extend(hits) if hits else missing.append(pattern))
     return Dataset(
-        name=name, format=fmt, files=files, label=label, treename=raw.get("treename", "Events"),
+        name=name, format=fmt, files=files, label=label, treename=raw.get("treename", TREES.get(fmt, "Events")),
         xsec=raw.get("xsec"), jet_radius=raw.get("jet_radius"), axes=raw.get("axes"), puppi=raw.get("puppi"),
         generate=gen, missing=missing,
     )  # fmt: skip

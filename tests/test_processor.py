@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 PFNANO = TEST_DATA / "cms-nanoaod" / "pfnano.root"
 NANO_DY = TEST_DATA / "cms-nanoaod" / "nano_dy.root"
+PHYSLITE = TEST_DATA / "atlas-physlite" / "PHYSLITE_example.root"
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +212,43 @@ def test_nanoaod_format_reads_cms_fatjet_taus_from_their_branches(tmp_path):
     mine = np.sort(table[["tau21_j1", "tau21_j2"]].to_numpy(), axis=1)
     np.testing.assert_allclose(mine, np.sort(ratio, axis=1), rtol=1e-5)
     assert mine.max() < 1.5
+
+
+def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
+    """`format: physlite` (ATLAS, tree CollectionTree found by default): the two highest-pT AnalysisLargeRJets per
+    event, their branches read independently with uproot and divided by 1000, tau21 = Tau2_wta / Tau1_wta, mjj
+    recomputed with `vector`; every event counted (100 = passed + fewer than two jets); a hunt on the 32 events
+    stops with one line."""
+    import vector
+
+    from anomalyhunt.cli import main as cli
+
+    (tmp_path / "d.yaml").write_text(f"datasets:\n  atlas: {{format: physlite, files: [{PHYSLITE}]}}\n")
+    out = run_process(load_datasets(tmp_path / "d.yaml"), tmp_path / "out", status=False)
+    cf = out["cutflow"]["atlas"]
+    assert cf["input"] == 100 and cf["passed"] + cf["failed_two_jets"] == 100 and cf["passed"] == 32
+    table = load_feature_table(tmp_path / "out" / "atlas").sort_values("event")
+    names = ["pt", "eta", "phi", "m", "Tau1_wta", "Tau2_wta"]
+    with uproot.open(PHYSLITE) as f:
+        b = f["CollectionTree"].arrays([f"AnalysisLargeRJetsAuxDyn.{n}" for n in names], library="ak")
+    b = ak.zip({n: b[f"AnalysisLargeRJetsAuxDyn.{n}"] for n in names})
+    b = b[ak.argsort(b.pt, axis=1, ascending=False)][table["event"].to_numpy(), :2]
+    lead = {n: ak.to_numpy(b[n]).astype(np.float64) for n in names}  # (events, 2): two jets each
+    mine_pt = np.sort(table[["pt_j1", "pt_j2"]].to_numpy(), axis=1)
+    np.testing.assert_allclose(mine_pt, np.sort(lead["pt"] / 1000.0, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(np.sort(table[["mj1", "mj2"]].to_numpy(), axis=1),
+                               np.sort(lead["m"] / 1000.0, axis=1), rtol=1e-6, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(np.sort(table[["tau21_j1", "tau21_j2"]].to_numpy(), axis=1),
+                               np.sort(np.divide(lead["Tau2_wta"], lead["Tau1_wta"], out=np.zeros((len(table), 2)),
+                                                 where=lead["Tau1_wta"] > 0), axis=1), rtol=1e-5)  # fmt: skip
+    j = [vector.array({"pt": lead["pt"][:, k], "eta": lead["eta"][:, k], "phi": lead["phi"][:, k],
+                       "mass": lead["m"][:, k]}) for k in (0, 1)]  # fmt: skip
+    np.testing.assert_allclose(table["mjj"].to_numpy(), (j[0] + j[1]).mass / 1000.0, rtol=1e-5)
+    capsys.readouterr()
+    assert cli(["hunt", "--features", str(tmp_path / "out" / "atlas"), "--sr", "0.5:0.6", "--out",
+                str(tmp_path / "h")]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "32 events: too few for a bump hunt" in err[0], err
 
 
 # -- LHCO layouts ------------------------------------------------------------------------------------------------

@@ -138,6 +138,27 @@ class DijetProcessor(processor.ProcessorABC):
             "n_found": ak.to_numpy(ak.num(fj)),
         }  # fmt: skip
 
+    def _atlas_large_r_jets(self, events) -> dict[str, np.ndarray]:
+        """PHYSLITE: ATLAS's own large-R jets (AnalysisLargeRJets, coffea's ``LargeRJets``), the two of highest pT,
+        in GeV (stored in MeV), with N-subjettiness on winner-take-all axes."""
+        fname = events.metadata.get("filename", "?")
+        if "LargeRJets" not in events.fields:
+            raise InputError(fname, "format physlite: no AnalysisLargeRJets collection (missing branch)")
+        lj = events.LargeRJets
+        missing = [f for f in ("pt", "eta", "phi", "m", "Tau1_wta", "Tau2_wta", "Tau3_wta") if f not in lj.fields]
+        if missing:
+            raise InputError(fname, f"format physlite: AnalysisLargeRJets lacks {missing}")
+        lj = lj[ak.argsort(lj["pt"], axis=1, ascending=False)][:, :2]
+
+        def pad(a, scale: float = 1.0):
+            return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64) * scale
+
+        return {
+            "pt": pad(lj["pt"], 1e-3), "eta": pad(lj["eta"]), "phi": pad(lj["phi"]), "m": pad(lj["m"], 1e-3),
+            "tau1": pad(lj["Tau1_wta"]), "tau2": pad(lj["Tau2_wta"]), "tau3": pad(lj["Tau3_wta"]),
+            "n_found": ak.to_numpy(ak.num(lj)),
+        }  # fmt: skip
+
     # -- the processor ---------------------------------------------------------------------------------------
     def process(self, events) -> dict[str, Any]:
         meta = dict(events.metadata)
@@ -159,7 +180,7 @@ class DijetProcessor(processor.ProcessorABC):
             kin.update({f"tau{k + 1}": taus[:, :, k] for k in range(3)})
             kin["n_const"] = n_const
         else:
-            kin = self._cms_fatjets(events)
+            kin = self._atlas_large_r_jets(events) if fmt == "physlite" else self._cms_fatjets(events)
             n_found = kin.pop("n_found")
 
         two_jets = n_found >= 2

@@ -1,10 +1,14 @@
-"""Per-format conventions: which collection holds the constituents, the jet radius, PUPPI weights, N-subjettiness axes."""
+"""Per-format conventions: which collection holds the constituents, the jet radius, PUPPI weights, N-subjettiness axes.
+
+Units: every table is in GeV (PHYSLITE's MeV are divided by 1000 on reading)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMATS = ("nanoaod", "pfnanoaod", "lhco-particles", "lhco-features", "generated")
+#: The default tree of each ROOT format.
+TREES = {"nanoaod": "Events", "pfnanoaod": "Events", "physlite": "CollectionTree"}
+FORMATS = ("nanoaod", "pfnanoaod", "physlite", "lhco-particles", "lhco-features", "generated")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,10 @@ CONVENTIONS: dict[str, FormatConventions] = {
     # CMS: AK8 PUPPI jets, FatJet_tau* with one-pass kT axes.
     "pfnanoaod": FormatConventions(0.8, "onepass_kt", puppi=True, recluster=True),
     "nanoaod": FormatConventions(0.8, "onepass_kt", puppi=True, recluster=False),
+    # ATLAS PHYSLITE: the stored large-R jets (AnalysisLargeRJets: anti-kT R = 1.0 UFO CSSK, in Run 3 derivations
+    # groomed by soft drop beta = 1, z_cut = 0.1, so m is the groomed mass) with N-subjettiness on winner-take-all
+    # axes (Tau*_wta); constituents are stored only as links, so they are taken as they are, not reclustered.
+    "physlite": FormatConventions(1.0, "wta_kt", puppi=False, recluster=False),
     # LHC Olympics R&D: anti-kT R = 1.0 on particle-level particles, exclusive-kT tau axes.
     "lhco-particles": FormatConventions(1.0, "kt", puppi=False, recluster=True),
     "generated": FormatConventions(1.0, "kt", puppi=False, recluster=True),

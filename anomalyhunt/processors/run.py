@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 import uproot
 from coffea import processor
-from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema, PHYSLITESchema
 
 from ..errors import InputError
 from ..io.lhco import lhco_particle_events, read_lhco_features, read_lhco_particles
@@ -47,6 +47,8 @@ _REQUIRED = {
     "pfnanoaod": ("nPFCands", "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "PFCands_charge"),
     "nanoaod": ("nFatJet", "FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_tau1", "FatJet_tau2",
                 "FatJet_tau3"),
+    "physlite": tuple(f"AnalysisLargeRJetsAuxDyn.{b}" for b in ("pt", "eta", "phi", "m", "Tau1_wta", "Tau2_wta",
+                                                                  "Tau3_wta")),
 }  # fmt: skip
 
 
@@ -264,7 +266,8 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, spec in root_sets.items():
-            schema = PFNanoAODSchema if spec["metadata"]["format"] == "pfnanoaod" else NanoAODSchema
+            schema = {"pfnanoaod": PFNanoAODSchema, "physlite": PHYSLITESchema}.get(spec["metadata"]["format"],
+                                                                                   NanoAODSchema)  # fmt: skip
             # a fresh metadata cache: coffea's default one is per process and would reuse an earlier run's metadata
             runner = processor.Runner(executor=ex, schema=schema, chunksize=chunksize, metadata_cache={})
             results.append(runner({name: spec}, processor_instance=proc))  # the Runner calls postprocess itself
