@@ -23,7 +23,10 @@ FEATURE_COLUMNS = (
 )  # fmt: skip
 
 #: Columns that identify an event or its truth and must never be classifier inputs.
-NON_INPUT_COLUMNS = ("event", "label", "mjj", "source")
+#: The experiment's event identifiers the processor keeps where the input has them (CMS NanoAOD ``run
+#: luminosityBlock event``; ATLAS EventInfo ``runNumber lumiBlock eventNumber``), beside ``event``, the entry.
+EVENT_ID_COLUMNS = ("run", "luminosityBlock", "event_number")
+NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", *EVENT_ID_COLUMNS)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -156,8 +159,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def event_keys(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns that identify an event: (run, luminosityBlock, event) where the table has them, else the input
-    file (the tag in ``source``, without the dataset) and ``event`` (its entry in that file)."""
+    """The columns that identify an event: the experiment's (run, luminosityBlock, event_number) where the table has
+    them (or a table's own run, luminosityBlock, event), else the input file (the tag in ``source``, without the
+    dataset) and ``event`` (its entry in that file)."""
+    if set(EVENT_ID_COLUMNS) <= set(table.columns):
+        return table[list(EVENT_ID_COLUMNS)]
     if {"run", "luminosityBlock", "event"} <= set(table.columns):
         return table[["run", "luminosityBlock", "event"]]
     source = table["source"].astype(str).str.rsplit("/", n=1).str[-1] if "source" in table.columns else ""

@@ -123,6 +123,23 @@ def test_duplicate_inputs_are_errors(tmp_path, three_files):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.parquet"))
 
 
+def test_copies_of_one_file_are_caught_by_the_experiments_event_ids(tmp_path, capsys):
+    """The same CMS events under two file names pass the file check (other paths) but carry the same (run,
+    luminosityBlock, event): the table keeps them and `hunt` refuses it in one line."""
+    src = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(src, tmp_path / d / "run.root")
+    (tmp_path / "d.yaml").write_text(f"datasets:\n  d: {{format: pfnanoaod, files: ['{tmp_path}/*/run.root']}}\n")
+    run_process(load_datasets(tmp_path / "d.yaml"), tmp_path / "o", status=False)
+    table = load_feature_table(tmp_path / "o" / "d")
+    assert {"run", "luminosityBlock", "event_number"} <= set(table.columns) and len(table) == 20
+    capsys.readouterr()
+    assert cli(["hunt", "--features", str(tmp_path / "o" / "d"), "--sr", "3.3:3.7", "--out", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "10 events appear twice" in err[0] and "event_number" in err[0], err
+
+
 def test_search_refuses_the_same_events_twice(tmp_path, capsys):
     path = write_toy_table(tmp_path / "toy.parquet", 400, resonance=False)
     rc = cli(["search", "--features", str(path), "--features", str(path), "--method", "idealized", "--scheduler",

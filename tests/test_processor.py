@@ -244,6 +244,11 @@ def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
     j = [vector.array({"pt": lead["pt"][:, k], "eta": lead["eta"][:, k], "phi": lead["phi"][:, k],
                        "mass": lead["m"][:, k]}) for k in (0, 1)]  # fmt: skip
     np.testing.assert_allclose(table["mjj"].to_numpy(), (j[0] + j[1]).mass / 1000.0, rtol=1e-5)
+    with uproot.open(PHYSLITE) as f:  # the experiment's identifiers, beside the entry
+        ids = f["CollectionTree"].arrays(["EventInfoAuxDyn.runNumber", "EventInfoAuxDyn.lumiBlock",
+                                          "EventInfoAuxDyn.eventNumber"], library="np")  # fmt: skip
+    for column, branch in (("run", "runNumber"), ("luminosityBlock", "lumiBlock"), ("event_number", "eventNumber")):
+        np.testing.assert_array_equal(table[column], ids[f"EventInfoAuxDyn.{branch}"][table["event"].to_numpy()])
     capsys.readouterr()
     assert cli(["hunt", "--features", str(tmp_path / "out" / "atlas"), "--sr", "0.5:0.6", "--out",
                 str(tmp_path / "h")]) == 1  # fmt: skip

@@ -10,8 +10,9 @@ import numpy as np
 from .record import ParticleRecord
 
 
-def write_pfnano(path: str | Path, record: ParticleRecord, label: np.ndarray) -> None:
-    """Write tree ``Events``: ``run luminosityBlock event``, ``nPFCands`` with jagged ``PFCands_pt eta phi mass pdgId
+def write_pfnano(path: str | Path, record: ParticleRecord, label: np.ndarray, run: int = 1) -> None:
+    """Write tree ``Events``: ``run luminosityBlock event`` (``run`` = the generation seed, so that the events of
+    files made with different seeds never share an identifier), ``nPFCands`` with jagged ``PFCands_pt eta phi mass pdgId
     charge puppiWeight`` (generator-level particles, so every PUPPI weight is 1) and ``label``."""
     import uproot
 
@@ -32,7 +33,7 @@ def write_pfnano(path: str | Path, record: ParticleRecord, label: np.ndarray) ->
     )
     branches = {
         # CMS NanoAOD event identifiers, which coffea's NanoAOD schemas expect to find.
-        "run": np.ones(n, dtype=np.uint32),
+        "run": np.full(n, run, dtype=np.uint32),
         "luminosityBlock": np.ones(n, dtype=np.uint32),
         "event": np.arange(1, n + 1, dtype=np.uint64),
         "PFCands": cands,

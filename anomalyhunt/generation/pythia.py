@@ -243,7 +243,7 @@ def generate(
 
     if nanoaod:
         with atomic_path(out.with_suffix(".root")) as tmp:
-            write_pfnano(tmp, record, label)
+            write_pfnano(tmp, record, label, run=seed)
     with atomic_path(out) as tmp:
         write_lhco_particles(tmp, *record.padded(), label)
     tried = sum(r.tried for r in results)

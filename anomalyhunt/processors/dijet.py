@@ -12,7 +12,7 @@ import numpy as np
 from coffea import processor
 
 from ..errors import InputError
-from ..features import dijet_table
+from ..features import EVENT_ID_COLUMNS, dijet_table
 from ..io.manifest import chunk_name, file_identity, file_tag, finish_dataset
 from .constituents import CLOUD_FEATURES, jet_images, point_clouds
 from .formats import CONVENTIONS
@@ -138,6 +138,22 @@ class DijetProcessor(processor.ProcessorABC):
             "n_found": ak.to_numpy(ak.num(fj)),
         }  # fmt: skip
 
+    @staticmethod
+    def _event_ids(events, fmt: str) -> dict[str, np.ndarray]:
+        """The experiment's event identifiers where the input has them (ROOT formats): CMS ``run luminosityBlock
+        event``, ATLAS EventInfo ``runNumber lumiBlock eventNumber``, as ``run luminosityBlock event_number``."""
+        if fmt == "physlite":
+            info = events.EventInfo if "EventInfo" in events.fields else None
+            names = ("runNumber", "lumiBlock", "eventNumber")
+            if info is None or not all(n in info.fields for n in names):
+                return {}
+            arrays = [info[n] for n in names]
+        elif fmt in ("nanoaod", "pfnanoaod") and all(n in events.fields for n in ("run", "luminosityBlock", "event")):
+            arrays = [events.run, events.luminosityBlock, events.event]
+        else:  # LHCO layouts and generated HDF5: no identifiers but the entry
+            return {}
+        return {c: ak.to_numpy(a).astype(np.int64) for c, a in zip(EVENT_ID_COLUMNS, arrays)}
+
     def _atlas_large_r_jets(self, events) -> dict[str, np.ndarray]:
         """PHYSLITE: ATLAS's own large-R jets (AnalysisLargeRJets, coffea's ``LargeRJets``), the two of highest pT,
         in GeV (stored in MeV), with N-subjettiness on winner-take-all axes."""
@@ -197,6 +213,8 @@ class DijetProcessor(processor.ProcessorABC):
             event=event_ids,
         )
         table["source"] = source_name(dataset, meta.get("filename"))
+        for column, values in self._event_ids(events, fmt).items():
+            table[column] = values[keep]
 
         if recluster and (self.write_clouds or self.write_images) and keep.any():
             sel = np.repeat(keep, 2)
