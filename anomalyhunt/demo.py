@@ -104,7 +104,12 @@ def run_demo(
               "fresh_events": FRESH_EVENTS, "style": style}  # fmt: skip
     write_run_config(out, config)
     timings: dict[str, float] = {}
-    if fresh:
+    from .generation import pythia_available
+
+    if fresh and not pythia_available():
+        console.print("[yellow]Pythia 8 (pythia8mc) is not installed: no fresh sample, the hunt runs on the shipped "
+                      "events (pip install 'anomalyhunt[generate]' adds it)")  # fmt: skip
+    elif fresh:
         console.rule("[bold]1. Fresh Pythia 8 sample -> coffea DijetProcessor on a local Dask cluster")
         t0 = time.perf_counter()
         process_fresh_sample(out / "processed", seed, workers, console)

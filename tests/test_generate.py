@@ -280,3 +280,20 @@ def test_svj_jets_lose_the_invisible_share(tmp_path):
     assert np.median(met75) > 2 * np.median(met0) and np.median(met75) > 0.1
     config = json.loads((tmp_path / "r75.config.json").read_text())["config"]
     assert config["process"] == "svj" and config["r_inv"] == 0.75 and "m_wprime" not in config
+
+
+def test_without_pythia_generate_says_how_to_get_it_and_the_demo_goes_on():
+    """Pythia 8 is the `generate` extra (no wheel on some platforms): without it `generate` stops with one line
+    naming the extra, and `pythia_available()` (which the demo asks before its fresh sample) says so."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pythia8mc'] = None\n"
+            "from anomalyhunt.cli import main\n"
+            "from anomalyhunt.generation import pythia_available\n"
+            "print('available', pythia_available())\n"
+            "sys.exit(main(['generate', '--process', 'qcd', '--events', '10', '--seed', '1', '--out', 'x.h5']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "available False" in proc.stdout
+    assert len(err) == 1 and "pip install 'anomalyhunt[generate]'" in err[0], err

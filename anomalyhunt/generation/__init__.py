@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["generate", "cached_sample"]
+__all__ = ["generate", "cached_sample", "pythia_available"]
+
+
+def pythia_available() -> bool:
+    """Whether Pythia 8 (``pythia8mc``, the ``generate`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pythia8mc") is not None
 
 if TYPE_CHECKING:
     from .pythia import cached_sample, generate
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("generate", "cached_sample"):
         from . import pythia
 
         return getattr(pythia, name)

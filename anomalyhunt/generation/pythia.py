@@ -21,10 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pythia8mc as pythia8
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+
+try:
+    import pythia8mc as pythia8
+except ImportError:  # an optional dependency: only event generation needs it
+    raise ConfigError("event generation needs Pythia 8 (the pythia8mc package, not installed): "
+                      "pip install 'anomalyhunt[generate]'") from None  # fmt: skip
 from ..io.lhco import N_PARTICLES, write_lhco_particles
 from ..runconfig import write_run_config
 from .cache import atomic_path, cache_dir, param_hash, write_json_atomic
