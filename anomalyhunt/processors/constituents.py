@@ -52,8 +52,11 @@ def point_clouds(
 def jet_images(
     constituents: ak.Array, jet_eta: np.ndarray, jet_phi: np.ndarray, n_pixels: int = 40, extent: float = 0.7
 ) -> np.ndarray:
-    """(jets, n_pixels, n_pixels) pT images over +-``extent`` in (Delta eta, Delta phi): centred on the pT centroid,
-    rotated so the principal axis is vertical, flipped so the hardest half is at positive coordinates, unit sum."""
+    """(jets, n_pixels, n_pixels) pT images over +-``extent`` in (Delta eta, Delta phi), axis 1 the horizontal
+    coordinate, axis 2 the vertical, unit sum. The convention of the jet-image literature the Tag N' Train paper
+    follows (arXiv 1803.00107): centred on the pT centroid, rotated so that the principal axis of the pT-weighted
+    second-moment tensor is vertical, then flipped so that the maximum pixel lies in the upper-right quadrant. (A
+    flip on the sign of the first moment about the centroid would be a flip on round-off: that moment is zero.)"""
     counts = ak.to_numpy(ak.num(constituents))
     flat = {f: ak.to_numpy(ak.flatten(constituents[f])).astype(np.float64) for f in ("px", "py", "pz")}
     jet_idx = np.repeat(np.arange(len(counts)), counts)
@@ -75,9 +78,6 @@ def jet_images(
     angle = (np.pi / 2 - theta)[jet_idx]
     xr = x * np.cos(angle) - y * np.sin(angle)
     yr = x * np.sin(angle) + y * np.cos(angle)
-    # Flip so that the pT-weighted skew is positive along both axes.
-    xr = xr * np.where(jet_sum(pt * xr) < 0, -1.0, 1.0)[jet_idx]
-    yr = yr * np.where(jet_sum(pt * yr) < 0, -1.0, 1.0)[jet_idx]
     edges = np.linspace(-extent, extent, n_pixels + 1)
     ix = np.digitize(xr, edges) - 1
     iy = np.digitize(yr, edges) - 1
@@ -85,5 +85,10 @@ def jet_images(
     flat_idx = (jet_idx * n_pixels + ix) * n_pixels + iy
     img = np.bincount(flat_idx[inside], weights=pt[inside], minlength=n_jets * n_pixels * n_pixels)
     img = img.reshape(n_jets, n_pixels, n_pixels)
+    # The pixel grid is symmetric about the centroid, so mirroring a coordinate is reversing an image axis.
+    top = img.reshape(n_jets, -1).argmax(axis=1)
+    left, below = top // n_pixels < n_pixels // 2, top % n_pixels < n_pixels // 2
+    img[left] = img[left, ::-1, :]
+    img[below] = img[below, :, ::-1]
     total = img.sum(axis=(1, 2), keepdims=True)
     return np.divide(img, total, out=np.zeros_like(img), where=total > 0)
