@@ -278,6 +278,19 @@ def test_bench_search_quick(toy_file: Path, tmp_path: Path, capsys) -> None:
     assert "vs idealized" in capsys.readouterr().out
 
 
+def test_equal_size_yardstick_uses_the_idealized_reference_size(toy_file: Path) -> None:
+    """`equal_size`: a template method is also scored with its template cut to the idealized reference's size, so
+    that its ratio to the idealized detector compares references of equal size (RAD-OT: nothing to train)."""
+    from anomalyhunt.analysis.search import run_search
+
+    common = {"background": (str(toy_file),), "seed": 2, "plots": False, "template_auc": False}
+    ideal = run_search(SearchConfig(method="idealized", **common))
+    rad = run_search(SearchConfig(method="rad-ot", equal_size=True, **common))
+    assert rad["n_reference"] > 2 * ideal["n_reference"]  # the full template is larger than the held-out pool
+    assert rad["n_reference_equal_size"] == ideal["n_reference"]
+    assert 0 < rad["max_sic_equal_size"] < 50 and "max_sic_equal_size" not in ideal
+
+
 #: A SIGMA small enough for toy runs (its numbers are not the point here, the bookkeeping is).
 SIGMA_TOY = {"epochs": 2, "patience": None, "hidden": 32, "n_blocks": 2, "n_steps": 2}
 

@@ -111,6 +111,9 @@ class SearchConfig:
     device: str = "cpu"
     min_background: int = 50
     template_auc: bool = True
+    #: also score a template method with its template subsampled to the idealized reference's size (the yardstick
+    #: at equal reference size; ``max_sic_equal_size`` in results.json)
+    equal_size: bool = False
     allow_partial: bool = False
     out: str | None = None
     plots: bool = True
@@ -358,7 +361,7 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
     sr = regions.select_sr(sample.m, "data")
     x_sr = sample.x[sr]
     common = classifier_options(cfg)
-    template, ref = None, None
+    template, ref, equal_size = None, None, None
     if cfg.method == "cwola":
         reference = sideband_reference(sample.x, sample.m, Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)).x
         kf = cwola(x_sr, reference, sample.x_test, **common)
@@ -396,9 +399,17 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
             template = ref.x
         reference = ref.x if template is None else template
         kf = cwola(x_sr, reference, x_test, **common)
+        if cfg.equal_size and ref is not None and template is not None and sample.x_ideal is not None:
+            n_ideal = len(idealized_reference(sample.x_ideal, sample.m_ideal, regions, n_ref, 0).x)
+            pick = np.random.default_rng(_sub_seed(cfg.seed, 19)).permutation(len(template))[:n_ideal]
+            kf_eq = cwola(x_sr, template[pick], x_test, **common)
+            equal_size = {"n_reference": int(len(pick)),
+                          "max_sic": metrics.summarize(sample.y_test, kf_eq.test_scores, cfg.min_background)["max_sic"]}
 
     res = result_header(cfg, sample, cfg.classifier)
     res["n_data_sr"], res["n_reference"] = int(len(x_sr)), int(len(reference))
+    if equal_size is not None:
+        res["n_reference_equal_size"], res["max_sic_equal_size"] = equal_size["n_reference"], equal_size["max_sic"]
     res.update(metrics.summarize(sample.y_test, kf.test_scores, cfg.min_background))
     res["warnings"] = small_statistics_warnings(res)
     res["template_auc"] = None

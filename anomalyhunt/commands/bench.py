@@ -101,6 +101,7 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
         "significance": 2.2,
         "sr": [3.3, 3.7],
         "extra_srs": 2,
+        "equal_size": True,  # the yardstick at equal reference size beside the full-size one
     }
     if args.quick:
         defaults.update(QUICK)
@@ -274,10 +275,16 @@ def summarize_bench(results: list[dict[str, Any]], extra: list[dict[str, Any]] |
             "n_template": _median(r.get("n_reference") for r in rs) if template else None,
             "max_sic": sic,
             "ratio_to_idealized": (sic["median"] / ideal) if (ideal and sic["median"] is not None) else None,
+            "max_sic_equal_size": spread(r.get("max_sic_equal_size") for r in rs),
+            "ratio_equal_size": _ratio(spread(r.get("max_sic_equal_size") for r in rs)["median"], ideal),
             "template_auc": spread(r.get("template_auc") for r in rs),
             "S/sqrt(B)": _median(r.get("S/sqrt(B)") for r in rs),
         })
     return rows
+
+
+def _ratio(value: float | None, ideal: float | None) -> float | None:
+    return value / ideal if (value is not None and ideal) else None
 
 
 def _config_of(result: dict[str, Any]) -> Any:
@@ -330,7 +337,7 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
     )
     table = Table(title=title)
     for col in ("method", "seeds", "train s", "template s / extra SR", "s / extra SR", "template events",
-                "max SIC median [16%, 84%]", "vs idealized", "template AUC"):
+                "max SIC median [16%, 84%]", "vs idealized", "vs idealized, equal size", "template AUC"):
         table.add_column(col)
     for row in rows:
         star = "" if row["per_sr_measured"] else "*"
@@ -340,6 +347,7 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
             f"{row['n_template']:.0f}" if row["n_template"] is not None else "-",
             _fmt(row["max_sic"]),
             f"{row['ratio_to_idealized']:.2f}" if row["ratio_to_idealized"] is not None else "-",
+            f"{row['ratio_equal_size']:.2f}" if row.get("ratio_equal_size") is not None else "-",
             _fmt(row["template_auc"], 3),
         )
     console = console_for_tables()

@@ -206,7 +206,7 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
     from ..analysis.constituent_search import ConstituentSearchConfig
     from ..analysis.regions import parse_window, sliding_windows
     from ..analysis.search import VARIANTS, SearchConfig
-    from ..models.base import GENERATORS
+    from ..models.base import DENSITY_RATIOS, GENERATORS
 
     s = dict(settings)
     for k in ("scheduler", "workers"):
@@ -239,7 +239,7 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
     n_signal = s.pop("n_signal", None)
     injections = [None] if n_signal is None else ([n_signal] if isinstance(n_signal, int) else list(n_signal))
     gen_cfg = s.pop("generator_config", {}) or {}
-    per_method = bool(gen_cfg) and all(k in GENERATORS for k in gen_cfg)
+    per_method = bool(gen_cfg) and all(k in GENERATORS or k in DENSITY_RATIOS for k in gen_cfg)
     s.setdefault("progress", False)
     configs = []
     for sr in srs:
@@ -247,7 +247,8 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
             for method in methods:
                 for seed in seeds:
                     gen_name = VARIANTS[method][0] if method in VARIANTS else method  # sigma-cr -> sigma
-                    g = (gen_cfg.get(gen_name, {}) if per_method else gen_cfg) if gen_name in GENERATORS else {}
+                    configurable = gen_name in GENERATORS or gen_name in DENSITY_RATIOS
+                    g = (gen_cfg.get(gen_name, {}) if per_method else gen_cfg) if configurable else {}
                     extra = {"n_signal": int(n)} if n is not None else {}
                     common = {**s, **extra, "method": method, "sr": sr, "seed": seed, "out": None}
                     if method in per_constituent:
