@@ -196,6 +196,23 @@ def test_karras_schedule() -> None:
     assert torch.all(s[1:] < s[:-1])
 
 
+def test_partial_diffusion_takes_only_the_full_schedules_steps_below_sigma_prime() -> None:
+    """Partial diffusion from sigma' runs the full schedule's own levels below sigma' (its cost falls with sigma'),
+    not the whole number of steps re-spaced between sigma' and sigma_min; the SB variant is denoised at the SR
+    masses it reports (a sideband seed at its own mass is refused)."""
+    from anomalyhunt.errors import ConfigError
+    from anomalyhunt.models.drapes import partial_schedule
+
+    full = karras_sigmas(25, 0.002, 80.0)
+    for sigma_prime, levels in ((2.24, 12), (0.5, 9), (80.0, 25)):
+        part = partial_schedule(full, sigma_prime)
+        assert part[0].item() == pytest.approx(sigma_prime) and part[-1] == 0
+        assert len(part) - 1 == levels + (sigma_prime < 80.0)  # sigma' itself plus the levels below it
+        assert all(any(abs(v - f) < 1e-12 for f in full.tolist()) for v in part[1:].tolist())
+    with pytest.raises(ConfigError, match="use_seed_mass"):
+        Drapes(mode="partial", seed_source="sidebands", use_seed_mass=True)
+
+
 def test_sigma_interpolations_on_toy() -> None:
     x, m = _toy()
     region = (1.8, 2.2)

@@ -40,7 +40,7 @@ from .base import GENERATORS, TemplateGenerator
 from .nn import FrequencyEmbedding, ResidualMLP, pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
-__all__ = ["Drapes", "EDMDenoiser", "karras_sigmas", "heun_sampler", "sigma_prime_scan"]
+__all__ = ["Drapes", "EDMDenoiser", "karras_sigmas", "partial_schedule", "heun_sampler", "sigma_prime_scan"]
 
 
 def karras_sigmas(n_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -52,6 +52,14 @@ def karras_sigmas(n_steps: int, sigma_min: float, sigma_max: float, rho: float =
     i = torch.arange(n_steps, dtype=torch.float64)
     inv = sigma_max ** (1 / rho) + i / (n_steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     return torch.cat([inv**rho, torch.zeros(1, dtype=torch.float64)])
+
+
+def partial_schedule(full: Tensor, sigma_prime: float) -> Tensor:
+    """The steps of the full schedule ``full`` (ending in 0) from ``sigma_prime`` down: ``sigma_prime``, then the
+    full schedule's levels below it. Partial diffusion thus costs the fraction of the steps that lie below sigma',
+    which is its speed-up over full generation (12 of 25 levels lie below sigma' = 2.24 on the default schedule)."""
+    below = full[:-1][full[:-1] < sigma_prime]
+    return torch.cat([torch.tensor([float(sigma_prime)], dtype=full.dtype), below, full[-1:]])
 
 
 class EDMDenoiser(nn.Module):
@@ -162,6 +170,9 @@ class Drapes(TemplateGenerator):
             )
         if c["mode"] == "partial" and not 0 < float(c["sigma_prime"]) <= float(c["sigma_max"]):
             raise ConfigError("drapes: sigma_prime must be in (0, sigma_max]")
+        if c["use_seed_mass"] and c["seed_source"] == "sidebands":
+            raise ConfigError("drapes: use_seed_mass would denoise sideband seeds at sideband masses while the template "
+                              "reports SR masses; the SB variant denoises each seed at a new SR mass (the default)")
         self._denoisers: list[EDMDenoiser] = []
         self._scaler: EventScaler | None = None
         self._n_features: int | None = None
@@ -287,7 +298,8 @@ class Drapes(TemplateGenerator):
             start = float(c["sigma_max"])
         if not 0 < start <= float(c["sigma_max"]):
             raise ValueError(f"drapes: sigma_prime must be in (0, {c['sigma_max']}], got {start}")
-        sigmas = karras_sigmas(int(c["n_steps"]), min(float(c["sigma_min"]), start), start, float(c["rho"]))
+        sigmas = partial_schedule(karras_sigmas(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]),
+                                                float(c["rho"])), start)  # fmt: skip
         dev = self.device
         rng = np.random.default_rng(seed)
         seeds = None
