@@ -4,7 +4,8 @@
 * :class:`Discriminator` is a (weakly) supervised classifier that scores events.
 * :class:`DensityRatioModel` scores signal-region events by a learned density ratio against a background density
   fitted on the sidebands (ANODE, R-ANODE).
-All keep everything needed to restore them in a plain ``state_dict`` plus a JSON-able ``config``.
+All are configured by keyword from a JSON-able ``config``; generators keep everything needed to restore them in a
+plain ``state_dict``.
 """
 
 from __future__ import annotations
