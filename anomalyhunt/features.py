@@ -22,11 +22,32 @@ FEATURE_COLUMNS = (
     "delta_r", "n_const_j1", "n_const_j2", "label",
 )  # fmt: skip
 
-#: Columns that identify an event or its truth and must never be classifier inputs.
 #: The experiment's event identifiers the processor keeps where the input has them (CMS NanoAOD ``run
 #: luminosityBlock event``; ATLAS EventInfo ``runNumber lumiBlock eventNumber``), beside ``event``, the entry.
 EVENT_ID_COLUMNS = ("run", "luminosityBlock", "event_number")
+#: Columns that identify an event or its truth and must never be classifier inputs.
 NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", *EVENT_ID_COLUMNS)
+
+
+#: Units of the table's columns, written into every Parquet file the processor writes (schema metadata key
+#: ``anomalyhunt.units``); unlisted columns are dimensionless or counts.
+UNITS = {
+    **{c: "GeV" for c in ("mjj", "mj1", "mj2", "delta_mj", "pt_j1", "pt_j2")},
+    **{c: "rad" for c in ("phi_j1", "phi_j2")},
+    "delta_r": "sqrt(delta eta^2 + delta phi^2), phi in rad",
+}
+
+
+def write_feature_parquet(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a feature table as Parquet with its units in the schema metadata (``anomalyhunt.units``)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    units = json.dumps({c: UNITS[c] for c in table.columns if c in UNITS}).encode()
+    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"anomalyhunt.units": units}), path)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

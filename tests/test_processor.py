@@ -249,6 +249,13 @@ def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
                                           "EventInfoAuxDyn.eventNumber"], library="np")  # fmt: skip
     for column, branch in (("run", "runNumber"), ("luminosityBlock", "lumiBlock"), ("event_number", "eventNumber")):
         np.testing.assert_array_equal(table[column], ids[f"EventInfoAuxDyn.{branch}"][table["event"].to_numpy()])
+    import json
+
+    import pyarrow.parquet as pq
+
+    chunk = next((tmp_path / "out" / "atlas" / "features").glob("*.parquet"))
+    units = json.loads(pq.read_schema(chunk).metadata[b"anomalyhunt.units"])
+    assert units["mjj"] == units["mj1"] == units["pt_j1"] == "GeV" and units["phi_j1"] == "rad"
     capsys.readouterr()
     assert cli(["hunt", "--features", str(tmp_path / "out" / "atlas"), "--sr", "0.5:0.6", "--out",
                 str(tmp_path / "h")]) == 1  # fmt: skip

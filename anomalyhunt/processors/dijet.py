@@ -12,7 +12,7 @@ import numpy as np
 from coffea import processor
 
 from ..errors import InputError
-from ..features import EVENT_ID_COLUMNS, dijet_table
+from ..features import EVENT_ID_COLUMNS, dijet_table, write_feature_parquet
 from ..io.manifest import chunk_name, file_identity, file_tag, finish_dataset
 from .constituents import CLOUD_FEATURES, jet_images, point_clouds
 from .formats import CONVENTIONS
@@ -268,7 +268,7 @@ class DijetProcessor(processor.ProcessorABC):
         name = chunk_name(meta["filename"], meta["entrystart"], meta["entrystop"])
         try:
             (base / "features").mkdir(parents=True, exist_ok=True)
-            table.to_parquet(base / "features" / f"{name}.parquet", index=False)
+            write_feature_parquet(table, base / "features" / f"{name}.parquet")
             if clouds is not None:
                 (base / "clouds").mkdir(exist_ok=True)
                 feats, mask = clouds

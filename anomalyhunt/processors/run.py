@@ -23,6 +23,7 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema, PHYSLITESchema
 
 from ..errors import InputError
+from ..features import write_feature_parquet
 from ..io.lhco import lhco_particle_events, read_lhco_features, read_lhco_particles
 from ..io.manifest import begin_dataset, chunk_name, file_identity
 from .dijet import DijetProcessor, source_name
@@ -294,7 +295,7 @@ def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
         table["source"] = source_name(ds.name, f)
         name = chunk_name(f, 0, len(table))
         try:
-            table.to_parquet(out / ds.name / "features" / f"{name}.parquet", index=False)
+            write_feature_parquet(table, out / ds.name / "features" / f"{name}.parquet")
         except OSError as err:
             raise InputError(out / ds.name, f"cannot write outputs ({err.strerror})") from None
         record["inputs"][file_identity(f)] = len(table)
