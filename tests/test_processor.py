@@ -195,9 +195,17 @@ def test_executors_give_the_same_features(tmp_path, executor):
 
 
 def test_plain_nanoaod_uses_cms_fatjets_and_counts_every_event(tmp_path):
-    out = run_process({"dy": Dataset("dy", "nanoaod", [str(NANO_DY)])}, tmp_path, status=False)
+    out = run_process({"dy": Dataset("dy", "nanoaod", [str(NANO_DY)]), "pf": Dataset("pf", "nanoaod", [str(PFNANO)])},
+                      tmp_path, status=False)  # fmt: skip
     cf = out["cutflow"]["dy"]
     assert cf["input"] == 40 and cf["passed"] + cf["failed_two_jets"] + cf["failed_trigger"] == 40
+    # hists.root: one directory per dataset, the names kept (ROOT has no string axis)
+    with uproot.open(tmp_path / "hists.root") as f:
+        for dataset in ("dy", "pf"):
+            passed = out["cutflow"][dataset]["passed"]  # DY: 0 (an empty directory, not a missing one)
+            assert f[f"{dataset}/mjj"].values(flow=True).sum() == passed
+            assert f[f"{dataset}/tau21_j2"].values(flow=True).sum() == passed
+        assert out["cutflow"]["pf"]["passed"] > 0
 
 
 def test_nanoaod_format_reads_cms_fatjet_taus_from_their_branches(tmp_path):

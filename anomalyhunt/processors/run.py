@@ -14,7 +14,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import awkward as ak
 import numpy as np
@@ -233,8 +233,30 @@ def run_process(
             if cluster is not None:
                 cluster.close()
     (out / "hists.pkl").write_bytes(pickle.dumps(output.get("hists", {})))
+    write_root_hists(output.get("hists", {}), list(output.get("cutflow", {})), out / "hists.root")
     (out / "cutflow.json").write_text(json.dumps(output.get("cutflow", {}), indent=2))
     return output
+
+
+def write_root_hists(hists: dict[str, Any], datasets: Sequence[str], path: Path) -> None:
+    """The processor's histograms as ROOT TH1s, one directory per dataset (``<dataset>/mjj``, ``<dataset>/tau21_j1``):
+    ROOT has no string axis, so the dataset and jet categories become directories and names, not bins 0..n. A
+    dataset with no event passing gets empty histograms (a category axis only grows on entries)."""
+    import uproot
+
+    with uproot.recreate(path) as f:
+        for name, h in hists.items():
+            for dataset in datasets:
+                if dataset in h.axes["dataset"]:
+                    one = h[{"dataset": dataset}]
+                else:
+                    one = h[{"dataset": sum}].copy()
+                    one.reset()
+                if "jet" in one.axes.name:
+                    for jet in one.axes["jet"]:
+                        f[f"{dataset}/{name}_{jet}"] = one[{"jet": jet}]
+                else:
+                    f[f"{dataset}/{name}"] = one
 
 
 def _input_error(err: BaseException | None) -> InputError | None:
