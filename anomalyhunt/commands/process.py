@@ -10,8 +10,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "process",
         help="cluster jets and write feature tables (coffea processor)",
         description="Run the DijetProcessor over datasets.yaml on coffea's executors. Writes OUT/<dataset>/features/"
-        "*.parquet (one file per chunk), optional clouds/ and images/, hists.pkl (hist.Hist), hists.root (one directory per dataset), cutflow.json and "
-        "config.json. "
+        "*.parquet (one file per chunk), optional clouds/ and images/, hists.pkl (hist.Hist), hists.root (one "
+        "directory per dataset), cutflow.json and config.json. "
         "On a cluster OUT must be on a filesystem every worker can write.",
     )
     p.add_argument("datasets", help="datasets.yaml")
