@@ -26,7 +26,7 @@ FEATURE_COLUMNS = (
 #: luminosityBlock event``; ATLAS EventInfo ``runNumber lumiBlock eventNumber``), beside ``event``, the entry.
 EVENT_ID_COLUMNS = ("run", "luminosityBlock", "event_number")
 #: Columns that identify an event or its truth and must never be classifier inputs.
-NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", *EVENT_ID_COLUMNS)
+NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", "gen_weight", *EVENT_ID_COLUMNS)
 
 
 #: Units of the table's columns, written into every Parquet file the processor writes (schema metadata key
@@ -189,6 +189,20 @@ def event_keys(table: pd.DataFrame) -> pd.DataFrame:
         return table[["run", "luminosityBlock", "event"]]
     source = table["source"].astype(str).str.rsplit("/", n=1).str[-1] if "source" in table.columns else ""
     return pd.DataFrame({"file": source, "event": table["event"].to_numpy()})
+
+
+def check_unit_weights(table: pd.DataFrame, where: str) -> None:
+    """Refuse weighted events (a ``gen_weight`` column, the generator weight of simulation, that is not one positive
+    constant): templates, classifiers and fits count events, so weights would be silently ignored."""
+    from .errors import InputError
+
+    if "gen_weight" not in table.columns or table.empty:
+        return
+    w = table["gen_weight"].to_numpy(dtype=np.float64)
+    if (w <= 0).any() or w.max() > w.min() * (1 + 1e-6):
+        raise InputError(where, f"events carry generator weights (gen_weight {w.min():.4g} to {w.max():.4g}"
+                                f"{', some not positive' if (w <= 0).any() else ''}): search and hunt count events "
+                                "and do not use weights; give unweighted events")  # fmt: skip
 
 
 def check_unique_events(table: pd.DataFrame, where: str) -> None:

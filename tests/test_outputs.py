@@ -140,6 +140,17 @@ def test_copies_of_one_file_are_caught_by_the_experiments_event_ids(tmp_path, ca
     assert len(err) == 1 and "10 events appear twice" in err[0] and "event_number" in err[0], err
 
 
+def test_weighted_events_are_refused_in_one_line(tmp_path, capsys):
+    """A table whose events carry generator weights (here 1 or 2): hunt counts events, so it refuses them."""
+    path = write_toy_table(tmp_path / "toy.parquet", 4000, resonance=False)
+    table = pd.read_parquet(path)
+    table["gen_weight"] = 1.0 + (table.index % 2)
+    table.to_parquet(path)
+    assert cli(["hunt", "--features", str(path), "--sr", "3.3:3.7", "--out", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "events carry generator weights (gen_weight 1 to 2)" in err[0], err
+
+
 def test_search_refuses_the_same_events_twice(tmp_path, capsys):
     path = write_toy_table(tmp_path / "toy.parquet", 400, resonance=False)
     rc = cli(["search", "--features", str(path), "--features", str(path), "--method", "idealized", "--scheduler",

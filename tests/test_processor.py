@@ -225,8 +225,8 @@ def test_nanoaod_format_reads_cms_fatjet_taus_from_their_branches(tmp_path):
 def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
     """`format: physlite` (ATLAS, tree CollectionTree found by default): the two highest-pT AnalysisLargeRJets per
     event, their branches read independently with uproot and divided by 1000, tau21 = Tau2_wta / Tau1_wta, mjj
-    recomputed with `vector`; every event counted (100 = passed + fewer than two jets); a hunt on the 32 events
-    stops with one line."""
+    recomputed with `vector`; every event counted (100 = passed + fewer than two jets); the identifiers and the
+    generator weight kept; a hunt on these weighted events stops with one line."""
     import vector
 
     from anomalyhunt.cli import main as cli
@@ -264,11 +264,19 @@ def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
     chunk = next((tmp_path / "out" / "atlas" / "features").glob("*.parquet"))
     units = json.loads(pq.read_schema(chunk).metadata[b"anomalyhunt.units"])
     assert units["mjj"] == units["mj1"] == units["pt_j1"] == "GeV" and units["phi_j1"] == "rad"
+    # the generator weight (mcEventWeights[0]) is kept, and search / hunt refuse weighted events in one line
+    from anomalyhunt.features import check_unit_weights
+
+    with uproot.open(PHYSLITE) as f:
+        mc_w = f["CollectionTree"]["EventInfoAuxDyn.mcEventWeights"].array(library="ak")
+    np.testing.assert_allclose(table["gen_weight"], ak.to_numpy(ak.firsts(mc_w))[table["event"].to_numpy()])
+    with pytest.raises(InputError, match="events carry generator weights"):
+        check_unit_weights(table, "atlas")
     capsys.readouterr()
     assert cli(["hunt", "--features", str(tmp_path / "out" / "atlas"), "--sr", "0.5:0.6", "--out",
                 str(tmp_path / "h")]) == 1  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "32 events: too few for a bump hunt" in err[0], err
+    assert len(err) == 1 and "events carry generator weights" in err[0], err  # simulation with its MC weights
 
 
 # -- LHCO layouts ------------------------------------------------------------------------------------------------

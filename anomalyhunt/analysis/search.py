@@ -193,7 +193,7 @@ def load_tables(
     An event that appears twice among all inputs is refused (it would be in training and test at once); partial
     processor outputs only with ``allow_partial``. ``bkg.attrs["inputs"]`` lists what was read.
     """
-    from ..features import check_unique_events, load_feature_table
+    from ..features import check_unique_events, check_unit_weights, load_feature_table
 
     background = tuple(str(p) for p in background) or tuple(default_feature_files())
     key = (background, tuple(str(p) for p in signal), allow_partial)
@@ -213,6 +213,7 @@ def load_tables(
             raise InputError(path, "signal file holds background-labelled (label 0) events; pass it with --features")
         sigs.append(t)
     check_unique_events(pd.concat([*bkgs, *sigs], ignore_index=True), ", ".join(background + key[1]))
+    check_unit_weights(pd.concat([*bkgs, *sigs], ignore_index=True), ", ".join(background + key[1]))
     bkg = pd.concat(bkgs, ignore_index=True)
     sig = pd.concat(sigs, ignore_index=True) if sigs else bkg.iloc[:0]
     bkg.attrs["inputs"] = inputs

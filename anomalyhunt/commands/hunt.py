@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.references import CWOLA, LACATHODE
     from ..analysis.windows import check_train_on
     from ..errors import ConfigError
-    from ..features import check_unique_events, load_feature_table
+    from ..features import check_unique_events, check_unit_weights, load_feature_table
     from ..models.base import GENERATORS
     from ..runconfig import seed_everything, write_run_config
 
@@ -166,10 +166,11 @@ def run(args: argparse.Namespace) -> int:
     tables = [load_feature_table(f, args.allow_partial) for f in args.features]
     data = pd.concat(tables, ignore_index=True)
     inject = load_feature_table(args.inject, args.allow_partial) if args.inject else None
-    check_unique_events(pd.concat([data] + ([inject] if inject is not None else []), ignore_index=True),
-                        ", ".join(args.features + ([args.inject] if args.inject else [])))  # fmt: skip
+    every = pd.concat([data] + ([inject] if inject is not None else []), ignore_index=True)
+    check_unique_events(every, ", ".join(args.features + ([args.inject] if args.inject else [])))
     sample = data_sample(data, features, source=", ".join(args.features),
                          inject=inject, inject_source=args.inject or "", n_signal=args.signal_events, seed=args.seed)
+    check_unit_weights(every, ", ".join(args.features + ([args.inject] if args.inject else [])))
     config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]

@@ -154,6 +154,16 @@ class DijetProcessor(processor.ProcessorABC):
             return {}
         return {c: ak.to_numpy(a).astype(np.int64) for c, a in zip(EVENT_ID_COLUMNS, arrays)}
 
+    @staticmethod
+    def _gen_weight(events, fmt: str) -> np.ndarray | None:
+        """The generator weight of simulated events where the input has one: CMS ``genWeight``, ATLAS EventInfo
+        ``mcEventWeights`` (its first, nominal entry). Data and the LHCO layouts have none."""
+        if fmt in ("nanoaod", "pfnanoaod") and "genWeight" in events.fields:
+            return ak.to_numpy(events.genWeight).astype(np.float64)
+        if fmt == "physlite" and "EventInfo" in events.fields and "mcEventWeights" in events.EventInfo.fields:
+            return ak.to_numpy(ak.fill_none(ak.firsts(events.EventInfo.mcEventWeights), 1.0)).astype(np.float64)
+        return None
+
     def _atlas_large_r_jets(self, events) -> dict[str, np.ndarray]:
         """PHYSLITE: ATLAS's own large-R jets (AnalysisLargeRJets, coffea's ``LargeRJets``), the two of highest pT,
         in GeV (stored in MeV), with N-subjettiness on winner-take-all axes."""
@@ -215,6 +225,9 @@ class DijetProcessor(processor.ProcessorABC):
         table["source"] = source_name(dataset, meta.get("filename"))
         for column, values in self._event_ids(events, fmt).items():
             table[column] = values[keep]
+        weight = self._gen_weight(events, fmt)
+        if weight is not None:
+            table["gen_weight"] = weight[keep]
 
         if recluster and (self.write_clouds or self.write_images) and keep.any():
             sel = np.repeat(keep, 2)
