@@ -35,6 +35,8 @@ def test_direct_estimate_is_calibrated_by_counting_when_the_template_is_exact():
     counting error covers the spread (measured: mean -0.02, SD 0.98 over 400 experiments)."""
     stat, _ = _pulls(300, 1, 0.0, seed=1)
     assert abs(stat.mean()) < 0.15 and 0.85 < stat.std() < 1.15, (stat.mean(), stat.std())
+    one = direct_count(np.zeros(10), np.zeros(10, int), np.arange(100.0), np.zeros(100, int), 0.1)
+    assert "template_error" not in one  # one training: no spread to measure, counting only
 
 
 def test_ensemble_spread_covers_the_retraining_uncertainty():

@@ -291,16 +291,14 @@ def test_lacathode_latent_space_is_normal_for_sr_background(shipped):
 
 
 def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_tables, tmp_path):
-    """`hunt --template-ensemble 3`: CATHODE trained three times (other seeds) per window; hunt.csv carries the
-    spread of their pass fractions as the direct estimate's template error, which the one-training hunt lacks,
-    and the three trainings differ (a spread of zero would mean one model copied)."""
+    """`hunt --template-ensemble 2`: CATHODE trained twice (other seeds) per window; hunt.csv carries the
+    spread of their pass fractions as the direct estimate's template error, and the two trainings differ (a spread
+    of zero would mean one model copied)."""
     base = ["hunt", "--features", str(small_tables["data"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3",
             "--generator-option", "epochs=2", "--fit-toys", "0"]  # fmt: skip
-    assert cli([*base, "--template-ensemble", "3", "--out", str(tmp_path / "ens")]) == 0
-    assert cli([*base, "--out", str(tmp_path / "one")]) == 0
-    ens, one = (pd.read_csv(tmp_path / d / "hunt.csv") for d in ("ens", "one"))
-    cut = ens[ens.efficiency < 1]
-    assert cut.expected_direct_template.gt(0).all() and one.expected_direct_template.isna().all()
+    assert cli([*base, "--template-ensemble", "2", "--out", str(tmp_path / "ens")]) == 0
+    cut = pd.read_csv(tmp_path / "ens" / "hunt.csv").query("efficiency < 1")
+    assert cut.expected_direct_template.gt(0).all()  # (one training has none: tests/test_direct.py)
     assert np.isfinite(cut.z_direct).all()
     config = json.loads((tmp_path / "ens" / "config.json").read_text())
-    assert config["config"]["template_ensemble"] == 3
+    assert config["config"]["template_ensemble"] == 2
