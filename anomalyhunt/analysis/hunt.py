@@ -253,8 +253,9 @@ def upper_limit(hunt: Any, efficiency_error: float = 0.0, rel_width: float = 0.0
     bounds[model.config.poi_index] = (0.0, 2.0 * hi_mu)  # the signal strength is a number of events here
     # A scan rather than a root finder: CLs is 0/0 near zero events, and the +2 sigma band needs a wide range.
     scan = np.geomspace(1.0, hi_mu, 40)
-    obs_limit, exp_limits = pyhf.infer.intervals.upper_limits.upper_limit(data, model, scan, level=0.05,
-                                                                          par_bounds=bounds)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the 0/0 of CLs at the scan's low end, as said above
+        obs_limit, exp_limits = pyhf.infer.intervals.upper_limits.upper_limit(data, model, scan, level=0.05,
+                                                                              par_bounds=bounds)  # fmt: skip
     return {"limit_obs": float(obs_limit), "limit_exp": float(exp_limits[2]),
             "limit_exp_lo": float(exp_limits[1]), "limit_exp_hi": float(exp_limits[3])}  # fmt: skip
 
