@@ -88,7 +88,7 @@ class _FlowRatio(DensityRatioModel):
 
 
 class _DataFlow(nn.Module):
-    """ANODE's SR part: a conditional flow of all SR data."""
+    """ANODE's SR part: a conditional flow of all SR data (its log-density is the score's numerator)."""
 
     def __init__(self, n_features: int, config: dict[str, Any]) -> None:
         super().__init__()
@@ -101,16 +101,12 @@ class _DataFlow(nn.Module):
         return self.log_numerator(z, mz)
 
 
-class _SignalMixture(nn.Module):
+class _SignalMixture(_DataFlow):
     """R-ANODE's SR part: a signal flow and the signal fraction w, mixed with the fixed background density."""
 
     def __init__(self, n_features: int, config: dict[str, Any], w_init: float) -> None:
-        super().__init__()
-        self.flow = build_flow(n_features, config)
+        super().__init__(n_features, config)
         self.logit_w = nn.Parameter(torch.logit(torch.tensor(float(w_init))))
-
-    def log_numerator(self, z: torch.Tensor, mz: torch.Tensor) -> torch.Tensor:
-        return self.flow(mz).log_prob(z)
 
     def log_likelihood(self, z: torch.Tensor, mz: torch.Tensor, log_bkg: torch.Tensor) -> torch.Tensor:
         log_w, log_1mw = nn.functional.logsigmoid(self.logit_w), nn.functional.logsigmoid(-self.logit_w)

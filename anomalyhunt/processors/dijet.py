@@ -41,6 +41,11 @@ def source_name(dataset: str, filename: str | None) -> str:
     return f"{dataset}/{file_tag(filename)}" if filename else str(dataset)
 
 
+def _pad_two(a: ak.Array, scale: float = 1.0) -> np.ndarray:
+    """A per-event jet quantity of the two leading jets as an (events, 2) array, a missing jet as 0."""
+    return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64) * scale
+
+
 class DijetProcessor(processor.ProcessorABC):
     """Clusters (or takes) the two leading large-R jets and computes the feature table.
 
@@ -126,15 +131,12 @@ class DijetProcessor(processor.ProcessorABC):
         fj = events.FatJet
         fj = fj[ak.argsort(fj["pt"], axis=1, ascending=False)][:, :2]
 
-        def pad(a):
-            return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64)
-
         raw = 1.0 - fj["rawFactor"] if "rawFactor" in fj.fields else 1.0
         # Fields by item, not attribute: on PFNanoAOD, coffea's FatJet.tau2 attribute returned another quantity
         # (values ~1e4) while fj["tau2"] is the branch FatJet_tau2.
         return {
-            "pt": pad(fj["pt"] * raw), "eta": pad(fj["eta"]), "phi": pad(fj["phi"]), "m": pad(fj["mass"] * raw),
-            "tau1": pad(fj["tau1"]), "tau2": pad(fj["tau2"]), "tau3": pad(fj["tau3"]),
+            "pt": _pad_two(fj["pt"] * raw), "eta": _pad_two(fj["eta"]), "phi": _pad_two(fj["phi"]), "m": _pad_two(fj["mass"] * raw),
+            "tau1": _pad_two(fj["tau1"]), "tau2": _pad_two(fj["tau2"]), "tau3": _pad_two(fj["tau3"]),
             "n_found": ak.to_numpy(ak.num(fj)),
         }  # fmt: skip
 
@@ -176,12 +178,9 @@ class DijetProcessor(processor.ProcessorABC):
             raise InputError(fname, f"format physlite: AnalysisLargeRJets lacks {missing}")
         lj = lj[ak.argsort(lj["pt"], axis=1, ascending=False)][:, :2]
 
-        def pad(a, scale: float = 1.0):
-            return ak.to_numpy(ak.fill_none(ak.pad_none(a, 2, clip=True), 0.0)).astype(np.float64) * scale
-
         return {
-            "pt": pad(lj["pt"], 1e-3), "eta": pad(lj["eta"]), "phi": pad(lj["phi"]), "m": pad(lj["m"], 1e-3),
-            "tau1": pad(lj["Tau1_wta"]), "tau2": pad(lj["Tau2_wta"]), "tau3": pad(lj["Tau3_wta"]),
+            "pt": _pad_two(lj["pt"], 1e-3), "eta": _pad_two(lj["eta"]), "phi": _pad_two(lj["phi"]), "m": _pad_two(lj["m"], 1e-3),
+            "tau1": _pad_two(lj["Tau1_wta"]), "tau2": _pad_two(lj["Tau2_wta"]), "tau3": _pad_two(lj["Tau3_wta"]),
             "n_found": ak.to_numpy(ak.num(lj)),
         }  # fmt: skip
 
