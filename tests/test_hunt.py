@@ -71,8 +71,10 @@ def test_turn_on_end_is_past_the_peak(shipped):
 def small_tables(shipped, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("hunt_inputs")
     qcd, sig = shipped
-    paths = {"data": d / "data.parquet", "no_mjj": d / "no_mjj.parquet", "sig_no_tau": d / "sig.parquet"}
+    paths = {"data": d / "data.parquet", "small": d / "small.parquet", "no_mjj": d / "no_mjj.parquet",
+             "sig_no_tau": d / "sig.parquet"}  # fmt: skip
     qcd.iloc[:40_000].to_parquet(paths["data"])
+    qcd.iloc[:20_000].to_parquet(paths["small"])
     qcd.iloc[:1000].drop(columns="mjj").to_parquet(paths["no_mjj"])
     sig.iloc[:1000].drop(columns="tau21_j1").to_parquet(paths["sig_no_tau"])
     return paths
@@ -115,29 +117,30 @@ def test_table_without_mjj_is_one_line(small_tables, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("method, train_on", [("cathode", "sr"), ("lacathode", "sr"), ("cathode", "window")])
 def test_hunt_on_unlabelled_data_finds_an_injected_resonance(shipped, tmp_path, method, train_on):
-    """Unlabelled QCD (150k events of the shipped sample, no label column) with 900 W' events injected from the
-    separate signal table: S/sqrt(B) ~ 4.4 in 3.3-3.7 TeV. CATHODE and LaCATHODE (CPU size), the classifier trained
+    """Unlabelled QCD (100k events of the shipped sample, no label column) with 750 W' events injected from the
+    separate signal table: S/sqrt(B) ~ 4.3 in 3.3-3.7 TeV. CATHODE and LaCATHODE (CPU size), the classifier trained
     in the SR or across SR and sidebands, the 1% cut: the window holding 3.5 TeV stands out; the one above it does
     not. Measured z_fixed 8.9 vs 1.9 (CATHODE), 7.3 vs 0.9 (LaCATHODE), 6.9 vs 1.3 (CATHODE, window)."""
     qcd, sig = shipped
     data, inject = tmp_path / "data.parquet", tmp_path / "signal.parquet"
-    qcd.iloc[:150_000].to_parquet(data)
+    qcd.iloc[:100_000].to_parquet(data)
     sig.to_parquet(inject)
     out = tmp_path / "hunt"
-    rc = cli(["hunt", "--features", str(data), "--inject", str(inject), "--signal-events", "900", "--method",
+    rc = cli(["hunt", "--features", str(data), "--inject", str(inject), "--signal-events", "750", "--method",
               method, "--generator-option", "epochs=8", "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--fit-toys", "0",
-              "--seed", "3", "--train-on", train_on, "--out", str(out)])  # fmt: skip
+              "--seed", "3", "--train-on", train_on, "--out", str(out)]
+             + ([] if (method, train_on) == ("cathode", "sr") else ["--no-plots"]))  # plots checked once; fmt: skip
     assert rc == 0
     hunt = pd.read_csv(out / "hunt.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["significance"] == "fit-fixed" and summary["calibration"][method].startswith("uncalibrated")
-    for name in ("report.md", "hists.root", "hists.pkl", "config.json", "plots/pvalue_scan.png",
-                 "plots/pvalue_scan.pdf", f"plots/bumphunt_{method}.png",
-                 f"plots/windows/bumphunt_{method}_3.9-4.3_eff0.01.pdf"):  # fmt: skip
-        assert (out / name).exists(), name
+    plots = ("plots/pvalue_scan.png", "plots/pvalue_scan.pdf", f"plots/bumphunt_{method}.png",
+             f"plots/windows/bumphunt_{method}_3.9-4.3_eff0.01.pdf")  # fmt: skip
+    for name in ("report.md", "hists.root", "hists.pkl", "config.json", *plots):
+        assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "sr")), name
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
-    assert at.injected_in_sr > 500 and away.injected_in_sr < 100
+    assert at.injected_in_sr > 450 and away.injected_in_sr < 100
     assert at.z_fixed > 3.0 and at.z_fixed > away.z_fixed + 2.0, (at.z_fixed, away.z_fixed)
     assert at.limit_obs > at.limit_exp  # an excess: the observed limit sits above the expected one
 
@@ -152,7 +155,7 @@ def test_process_then_hunt_on_data_without_labels(lhco_dir, tmp_path):
     assert len(table) == 25_000
     out = tmp_path / "hunt"
     hunt_args = ["hunt", "--features", str(tmp_path / "proc" / "mydata"), "--sr", "3.3:3.7", "--method", "cwola",
-                 "--feature", "tau21_j1", "--feature", "tau21_j2", "--fit-toys", "0", "--out", str(out)]
+                 "--feature", "tau21_j1", "--feature", "tau21_j2", "--fit-toys", "0", "--no-plots", "--out", str(out)]
     assert cli(hunt_args) == 0
     hunt = pd.read_csv(out / "hunt.csv")
     assert sorted(hunt.efficiency) == [0.01, 0.1, 1.0] and hunt.limit_obs.notna().all()
@@ -184,7 +187,7 @@ def test_null_study_resumes_and_calibrates_the_global_p_value(small_tables, tmp_
 
     out = tmp_path / "hunt"
     assert cli(["hunt", "--features", str(small_tables["data"]), "--method", "cwola", "--sr", "3.3:3.7", "--sr",
-                "3.9:4.3", *tau, "--null", str(study), "--out", str(out)]) == 0  # fmt: skip
+                "3.9:4.3", *tau, "--null", str(study), "--no-plots", "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     # hunts of other samples (here: of the shipped QCD) do not calibrate a hunt of this table; they are still counted
     assert summary["calibration"]["cwola"].startswith("uncalibrated for this data: 3 background-only hunts")
@@ -240,8 +243,8 @@ def test_null_toys_calibrate_resume_and_extend(small_tables, tmp_path, capsys):
     window); the global p-value counts them, a re-run resumes, a larger N adds toys, a torn log line reruns only
     its task; a null study made for other data does not calibrate."""
     out = tmp_path / "hunt"
-    args = ["hunt", "--features", str(small_tables["data"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--generator-option",
-            "epochs=2", "--fit-toys", "0", "--out", str(out)]  # fmt: skip
+    args = ["hunt", "--features", str(small_tables["small"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--generator-option",
+            "epochs=2", "--fit-toys", "0", "--no-plots", "--out", str(out)]  # fmt: skip
     assert cli([*args, "--null-toys", "2", "--scheduler", "sync"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calibration"]["cathode"].startswith("calibrated: 2 null pseudo-experiments from a background-only")
@@ -260,9 +263,9 @@ def test_null_toys_calibrate_resume_and_extend(small_tables, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["summary"][0]["n_null"] == 3
     capsys.readouterr()
     other, part = tmp_path / "other", tmp_path / "part.parquet"  # another table's pseudo-experiments as --null
-    pd.read_parquet(small_tables["data"]).iloc[:35_000].to_parquet(part)
+    pd.read_parquet(small_tables["small"]).iloc[:15_000].to_parquet(part)
     assert cli(["hunt", "--features", str(part), "--sr", "3.3:3.7",
-                "--sr", "3.9:4.3", "--generator-option", "epochs=2", "--fit-toys", "0", "--seed", "1",
+                "--sr", "3.9:4.3", "--generator-option", "epochs=2", "--fit-toys", "0", "--seed", "1", "--no-plots",
                 "--null", str(out / "null-toys"), "--out", str(other)]) == 0  # fmt: skip
     label = json.loads((other / "summary.json").read_text())["calibration"]["cathode"]
     assert label.startswith("uncalibrated for this data"), label
@@ -295,7 +298,7 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
     spread of their pass fractions as the direct estimate's template error, and the two trainings differ (a spread
     of zero would mean one model copied)."""
     base = ["hunt", "--features", str(small_tables["data"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3",
-            "--generator-option", "epochs=2", "--fit-toys", "0"]  # fmt: skip
+            "--generator-option", "epochs=2", "--fit-toys", "0", "--no-plots"]  # fmt: skip
     assert cli([*base, "--template-ensemble", "2", "--out", str(tmp_path / "ens")]) == 0
     cut = pd.read_csv(tmp_path / "ens" / "hunt.csv").query("efficiency < 1")
     assert cut.expected_direct_template.gt(0).all()  # (one training has none: tests/test_direct.py)

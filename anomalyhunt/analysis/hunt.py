@@ -280,6 +280,7 @@ def run_hunt(
     null: NullStudy | None = None,
     style: str = "CMS",
     label: str | None = None,
+    plots: bool = True,
     title: str = "anomalyhunt bump hunt",
     console: Any = None,
     timings: dict[str, float] | None = None,
@@ -290,7 +291,8 @@ def run_hunt(
     ``significance`` picks the local Z the summary, the p-value scan and the global significance use. The global
     significance comes from ``null`` (background-only hunts of the same windows, cuts and method: calibrated) or,
     without it, from fit-only toys (uncalibrated; none for ``direct``). Plots are drawn in the experiment's
-    ``style`` and labelled ``label`` (default: Pythia 8 simulation; an analyst's data: e.g. "CMS Private Work")."""
+    ``style`` and labelled ``label`` (default: Pythia 8 simulation; an analyst's data: e.g. "CMS Private Work"),
+    unless ``plots`` is false."""
     from rich.console import Console
 
     from .histio import save_hists
@@ -334,9 +336,9 @@ def run_hunt(
     globals_ = global_significances(hunt, results, methods, significance, null, fit_toys, seed)
     timings["global significance"] = time.perf_counter() - t0
     summary = summarize_hunt(hunt, significance, globals_)
-    plots = make_plots(out / "plots", hunt, results, sample, style, significance, label)
+    figures = make_plots(out / "plots", hunt, results, sample, style, significance, label) if plots else {}
     timings["total"] = before + time.perf_counter() - start
-    write_report(out, title, summary, hunt, plots, sample, timings, significance)
+    write_report(out, title, summary, hunt, figures, sample, timings, significance)
     print_table(summary, title)
     (out / "summary.json").write_text(json.dumps(
         {"significance": significance, "data": sample.description, "fit_range_gev": [edges[0], edges[-1]],

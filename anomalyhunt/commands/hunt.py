@@ -66,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style", choices=("CMS", "ATLAS", "LHCb"), default="CMS", help="the plots' mplhep style")
     p.add_argument("--label", default="Private work",
                    help="the plots' label (default 'Private work'; e.g. 'CMS Private Work' on CMS data)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip the PNG/PDF plots (hists, tables, summary and report are still written)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=run)
 
@@ -198,6 +200,6 @@ def run(args: argparse.Namespace) -> int:
         generator_config={m: gen_config[m] for m in methods if m != CWOLA}, sideband_width=args.sideband_width,
         train_on=args.train_on, template_ensemble=args.template_ensemble,
         fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style, label=args.label,
-        title="anomalyhunt bump hunt",
+        plots=not args.no_plots, title="anomalyhunt bump hunt",
     )  # fmt: skip
     return 0
