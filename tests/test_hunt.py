@@ -13,6 +13,7 @@ import pytest
 from anomalyhunt.analysis.bumphunt import bump_hunt, mjj_hist
 from anomalyhunt.analysis.dijetfit import fit_background, signal_counts
 from anomalyhunt.analysis.hunt import turn_on_end, upper_limit
+from anomalyhunt.analysis.hunt_calibration import independent_global_p
 from anomalyhunt.cli import main as cli
 from anomalyhunt.demo import shipped_features
 
@@ -260,7 +261,12 @@ def test_null_toys_calibrate_resume_and_extend(small_tables, tmp_path, capsys):
     tasks = [json.loads(line) for line in log.read_text().splitlines()[:4] + log.read_text().splitlines()[5:]]
     assert sorted(t["task"] for t in tasks) == sorted(f"{t}/{w}/cathode" for t in range(3)
                                                       for w in ("3.3-3.7", "3.9-4.3"))  # fmt: skip
-    assert json.loads((out / "summary.json").read_text())["summary"][0]["n_null"] == 3
+    row = json.loads((out / "summary.json").read_text())["summary"][0]
+    assert row["n_null"] == 3
+    # The KS study's view of the same hunt: the count the hunt reports, and a randomized p-value inside its step.
+    (ks,) = independent_global_p([out], "cathode").itertuples()
+    assert ks.p_count == pytest.approx(row["p_global"]) and ks.n_null == 3
+    assert ks.p_count - 1 / 4 <= ks.p_randomized <= ks.p_count
     capsys.readouterr()
     other, part = tmp_path / "other", tmp_path / "part.parquet"  # another table's pseudo-experiments as --null
     pd.read_parquet(small_tables["small"]).iloc[:15_000].to_parquet(part)

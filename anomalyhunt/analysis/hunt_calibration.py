@@ -85,6 +85,35 @@ def global_p_values(values: pd.DataFrame, method: str, statistic: str, per_block
     return p, float(stats.kstest(p, "uniform").pvalue) if len(p) > 1 else float("nan")
 
 
+def independent_global_p(
+    hunt_dirs: Sequence[str | Path], method: str, statistic: str = "z_fixed", seed: int = 0
+) -> pd.DataFrame:
+    """The global p-values of hunts of independent tables, each calibrated by its own null pseudo-experiments
+    (``hunt --null-toys N``). Per hunt: the conservative count (k + 1) / (n + 1) the hunt reports (k toys with a
+    largest local Z >= the observed one) and a randomized one, (k' + U (t + 1)) / (n + 1) with k' toys above it, t
+    ties and U uniform: exactly uniform under background only when the toys are exchangeable with the data, so a
+    KS test of many hunts is not biased by the count's steps of 1 / (n + 1)."""
+    import json
+
+    from .hunt import NullStudy
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in map(Path, hunt_dirs):
+        hunt = pd.read_csv(d / "hunt.csv")
+        cut = hunt[(hunt.method == method) & (hunt.efficiency < 1.0)]
+        observed = float(cut[statistic].max())
+        null = sample_max_z(NullStudy.load(d / "null-toys").values, method, statistic).to_numpy()
+        above, ties = int(np.sum(null > observed)), int(np.sum(null == observed))
+        n = len(null)
+        rows.append({
+            "hunt": str(d), "events": json.loads((d / "config.json").read_text())["config"]["inputs"][0]["rows"],
+            "max_z": observed, "n_null": n, "p_count": (above + ties + 1) / (n + 1),
+            "p_randomized": (above + rng.uniform() * (ties + 1)) / (n + 1),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def sensitivity(values: pd.DataFrame, statistic: str = "z_fixed") -> pd.DataFrame:
     """Per method and window: the median over samples of the largest local Z over the cuts, and how many samples
     reach 3."""
