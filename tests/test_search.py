@@ -441,7 +441,9 @@ def test_bench_search_measures_cost_per_extra_sr(toy_file: Path, tmp_path: Path,
 
 def test_drapes_scan_depth_and_seed_source(toy_file: Path, tmp_path: Path, capsys) -> None:
     """Toy background features do not depend on mjj, so barely noised sideband events are a perfect template (a
-    strong search), while barely noised SR events copy the signal into the template (nothing left to find)."""
+    strong search), while barely noised SR events copy the signal into the template (nothing left to find). This
+    checks the scan's plumbing and seed sources; both ends with mass-dependent features are
+    ``test_generators.py::test_drapes_sigma_prime_ends_with_mass_dependent_features``."""
     from anomalyhunt.analysis.drapes_scan import drapes_scan
     from anomalyhunt.cli import main
 
