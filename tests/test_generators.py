@@ -267,6 +267,27 @@ def test_sigma_interpolations_on_toy() -> None:
         Sigma(**TOY_NET).fit(x[:500], m[:500]).sample(target[:10])
 
 
+def test_sigma_embeddings_follow_the_talk(tmp_path: Path) -> None:
+    """alpha(m): sin/cos of 2^k pi m for k < L; beta(t): sin/cos of k pi t for k = 1 .. L' + 1 (SIGMA talk); a state
+    saved with the former 2^k pi time frequencies is refused, not silently evaluated with other ones."""
+    from anomalyhunt.models.sigma import VelocityField
+
+    field = VelocityField(2, hidden=8, n_blocks=1, n_mass_freqs=4, n_time_freqs=3)
+    np.testing.assert_allclose(field.alpha.freqs.numpy(), np.pi * np.array([1.0, 2.0, 4.0, 8.0]), rtol=1e-6)
+    np.testing.assert_allclose(field.beta.freqs.numpy(), np.pi * np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+    t = torch.tensor([0.25])
+    np.testing.assert_allclose(field.beta(t).numpy()[0], np.r_[np.sin(np.pi * np.array([0.25, 0.5, 0.75])),
+                                                              np.cos(np.pi * np.array([0.25, 0.5, 0.75]))], atol=1e-6)
+    x, m = _toy(600)
+    model = Sigma(n_mass_freqs=3, n_time_freqs=2, n_steps=2, **{**TOY_NET, "epochs": 1}).fit(x, m)
+    model.save(tmp_path / "sigma.pt")
+    Sigma.load(tmp_path / "sigma.pt")  # the current embedding loads
+    old = model.state_dict()
+    del old["time_spacing"]
+    with pytest.raises(InputError, match="octave time embedding"):
+        Sigma(**model.config).load_state_dict(old)
+
+
 def test_sigma_ode_velocity_is_the_defined_field() -> None:
     """The ODE's fast field (mass terms folded once per batch) equals the network's own ``forward`` /
     ``interpolated`` for every interpolation; ``integrate_ode`` with a known field lands on its solution."""

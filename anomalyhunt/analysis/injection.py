@@ -83,8 +83,8 @@ class InjectedSample:
     ``x``/``m``/``is_signal``: the data (``is_signal`` is truth kept for bookkeeping only, never a training input).
     ``x_test``/``m_test``/``y_test``: the SR test set. ``x_ideal``/``m_ideal``: held-out true SR background for the
     idealized detector. ``x_reserved``/``m_reserved``: SR signal events neither injected nor tested (the supervised
-    reference's signal; empty unless reserved). ``rows`` maps each part to the positions of its events in the input tables
-    (``*_bkg`` into the background table, ``*_sig`` into the signal table).
+    reference's signal; empty unless reserved). ``rows`` maps each part to the positions of its events in the input
+    tables (``*_bkg`` into the background table, ``*_sig`` into the signal table).
     """
 
     features: tuple[str, ...]

@@ -274,7 +274,7 @@ def _sub_seed(seed: int, tag: int) -> int:
 #: Named variants of a generator: method -> (generator, config keys the variant forces). ``sigma-cr`` is SIGMA's
 #: v^CR: retrained for every SR with the SR masked, and evaluated at the SR masses themselves (the network's own
 #: extrapolation, as CATHODE's flow); the others are SIGMA's interpolation choices (``sigma`` itself uses the
-#: configured one, ``velocity`` by default).
+#: configured one, ``context`` by default).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sigma-cr": ("sigma", {"mask_sr": True, "interpolation": "none"}),
     "sigma-data": ("sigma", {"interpolation": "none"}),
