@@ -30,8 +30,8 @@ MJJ_WINDOW = (2.6, 5.0)  # TeV; the sidebands are the window minus the SR
 QCD_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (1, 2, 3, 4)]
 
 # Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
-# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565, rad-ot (no training; pairing seeds)
-# 0.545/0.554/0.543. The bounds sit ~0.03 above the worst seed.
+# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565 (k pi time frequencies: 0.564 for seed 0),
+# rad-ot (no training; pairing seeds) 0.545/0.554/0.543. The bounds sit ~0.03 above the worst seed.
 AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60, "rad-ot": 0.58}
 CONTROL_MIN_AUC = 0.62  # measured 0.70 for sideband events moved into the SR
 

@@ -35,7 +35,9 @@ __all__ = ["Sigma", "VelocityField", "integrate_ode", "INTERPOLATIONS"]
 
 INTERPOLATIONS = ("velocity", "layer", "context", "none")
 #: Frequencies of the time embedding beta(t): the talk's (sin pi t, cos pi t, ..., sin (L'+1) pi t, cos (L'+1) pi t).
-#: Saved with the model: a state saved without it had 2^k pi time frequencies and is refused on load.
+#: Saved with the model: a state saved without it had 2^k pi time frequencies and is refused on load. Against 2^k pi
+#: (seed 0, LHCO-like, 25-40 epochs): template AUC 0.564 vs 0.559 (velocity), signal-box pulls -0.5 vs -0.3 (velocity)
+#: and 1.5 vs 1.5 (context): no change beyond the spread over seeds (0.556-0.565).
 TIME_SPACING = "linear"
 
 
