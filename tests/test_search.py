@@ -521,7 +521,11 @@ def test_physics_idealized_supervised_cwola(physics) -> None:
     cw = physics[("cwola", "S/sqrt(B)=4")]
     for r in ideal + sup + cw:
         assert r["S/sqrt(B)"] >= 3.9 and r["n_test_background"] > 4000
-    # Measured (seeds 0, 1): idealized 5.64 / 5.47, supervised 6.92 / 7.12, CWoLa hunting 2.32 / 2.06.
+    print("max SIC idealized / supervised / CWoLa:", [(round(i["max_sic"], 2), round(s["max_sic"], 2),
+                                                      round(c["max_sic"], 2)) for i, s, c in zip(ideal, sup, cw)])
+    # Measured (seeds 0, 1): idealized 5.66 / 5.49, supervised 7.25 / 7.65 (5,000 reserved SR signal events; 6.92 /
+    # 7.12 when it trained on the injected ones), CWoLa hunting 2.36 / 2.04. The supervised value is near what
+    # ~5k SR test background events resolve (max SIC <= eps_S sqrt(n_B / 50) ~ 10).
     for i, s, c in zip(ideal, sup, cw):
         assert i["max_sic"] > 3.5
         assert s["max_sic"] > i["max_sic"]
