@@ -72,10 +72,11 @@ def test_sigma_signal_box_vdata_vs_interpolated(lhco_dir: Path) -> None:
                                        b_box)  # fmt: skip
     print(f"signal box: true {b_box}, v^data {t_data:.0f} ({pull_data:.1f}), velocity {t_interp:.0f} "
           f"({pull_interp:.1f}), context {t_context:.0f} ({pull_context:.1f})")
-    # Measured (seed 0, 3 midpoint steps, the default): v^data 438 predicted vs 236 true (pull 10.3; the model
-    # reproduces less than half of the 462 signal events); velocity interpolation 231 (pull -0.3), context
-    # interpolation (the default) 263 (1.5). With 4 steps: 451 (10.9), 235 (0.0), 266 (1.6); model seed 2: 498
-    # (13.1), 227 (-0.5), 260 (1.3). With 20 steps: 465 (11.6) and 239 (0.2).
+    # Measured (seed 0, 3 midpoint steps, the default; k pi time frequencies): v^data 465 predicted vs 236 true
+    # (pull 11.6; the model reproduces about half of the 462 signal events); velocity interpolation 228 (pull -0.5),
+    # context interpolation (the default) 263 (1.5). With the former 2^k pi time frequencies: 438 (10.3), 231
+    # (-0.3), 263 (1.5); with 4 steps: 451 (10.9), 235 (0.0), 266 (1.6); model seed 2: 498 (13.1), 227 (-0.5), 260
+    # (1.3). With 20 steps: 465 (11.6) and 239 (0.2).
     assert pull_data > 3.0, (t_data, b_box)
     for predicted, pull in ((t_interp, pull_interp), (t_context, pull_context)):
         assert abs(pull) < 2.0, (predicted, b_box)

@@ -4,7 +4,9 @@ The background table is split by event (with the seed) into three disjoint parts
 *idealized* part; only the SR events of the last two are used. Signal events are shuffled with the seed; the first N
 are injected into the data, and SR signal events that were not injected form the signal half of the test set. So the
 test set never overlaps anything a classifier or generator is trained on, and the split does not depend on the SR (the
-same seed gives the same data for every window).
+same seed gives the same data for every window). Optionally the last SR signal events of that shuffle are *reserved*:
+neither injected nor tested, they are the independent signal sample of the supervised reference; every method of a
+configuration then has the same, smaller, test set.
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ class InjectedSample:
 
     ``x``/``m``/``is_signal``: the data (``is_signal`` is truth kept for bookkeeping only, never a training input).
     ``x_test``/``m_test``/``y_test``: the SR test set. ``x_ideal``/``m_ideal``: held-out true SR background for the
-    idealized detector. ``rows`` maps each part to the positions of its events in the input tables
-    (``*_bkg`` into the background table, ``*_sig`` into the signal table).
+    idealized detector. ``x_reserved``/``m_reserved``: SR signal events neither injected nor tested (the supervised
+    reference's signal; empty unless reserved). ``rows`` maps each part to the positions of its events in the input
+    tables (``*_bkg`` into the background table, ``*_sig`` into the signal table).
     """
 
     features: tuple[str, ...]
@@ -97,6 +100,8 @@ class InjectedSample:
     n_injected: int
     seed: int
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    x_reserved: np.ndarray | None = None
+    m_reserved: np.ndarray | None = None
 
     @property
     def sr_mask(self) -> np.ndarray:
@@ -117,6 +122,7 @@ class InjectedSample:
             "n_test_signal": int((self.y_test == 1).sum()),
             "n_test_background": int((self.y_test == 0).sum()),
             "n_ideal": len(self.m_ideal),
+            "n_reserved_signal": 0 if self.m_reserved is None else len(self.m_reserved),
         }
 
 
@@ -133,6 +139,8 @@ def inject_signal(
     test_fraction: float = 0.2,
     idealized_fraction: float = 0.2,
     test_signal_events: int | None = None,
+    reserve_signal_events: int = 0,
+    reserve_optional: bool = False,
 ) -> InjectedSample:
     """Build the data (background + ``n_signal`` signal events) and the held-out SR sets.
 
@@ -140,6 +148,11 @@ def inject_signal(
     ``round(significance sqrt(B) / eps_SR)`` with eps_SR the signal fraction in the SR). ``background_events``
     subsamples the background first (all by default). ``test_fraction``/``idealized_fraction`` of the background
     events are held out; ``test_signal_events`` caps the signal half of the test set.
+
+    ``reserve_signal_events``: SR signal events kept out of injection and test set (``x_reserved``), at most half of
+    the SR signal events left after injection, so that the test set keeps at least as many; more is an
+    :class:`InputError`, or with ``reserve_optional`` no reserve at all (for methods that do not use it: the test
+    set is then the one of a configuration without a reserve).
     """
     regions = regions or Regions()
     feats = check_feature_columns(features, background, "background feature table")
@@ -182,7 +195,23 @@ def inject_signal(
     if n_signal > len(signal):
         raise InputError("signal feature table", f"{n_signal} signal events requested, only {len(signal)} available")
     inj_rows, rest = sig_rows[:n_signal], sig_rows[n_signal:]
-    test_sig = rest[regions.sr_mask(m_sig[rest])]
+    sr_rest = rest[regions.sr_mask(m_sig[rest])]
+    n_reserve = int(reserve_signal_events)
+    if n_reserve < 0:
+        raise ConfigError(f"reserve_signal_events={n_reserve}: must be >= 0")
+    if n_reserve > len(sr_rest) // 2:
+        if not reserve_optional:
+            raise InputError(
+                "signal feature table",
+                f"{n_reserve} SR signal events requested for the supervised reference, at most {len(sr_rest) // 2} "
+                f"available (half of the {len(sr_rest)} SR signal events left after injecting {n_signal}; the rest "
+                "is the test set)",
+            )
+        n_reserve = 0
+    # The reserve is the end of the shuffle and the test set its front: with test_signal_events capping the test
+    # set, a reserve that fits beside it leaves the test set exactly as without one.
+    reserved, sr_rest = np.sort(sr_rest[len(sr_rest) - n_reserve :]), sr_rest[: len(sr_rest) - n_reserve]
+    test_sig = sr_rest
     if test_signal_events is not None:
         test_sig = test_sig[: int(test_signal_events)]
     test_bkg = test_rows[regions.sr_mask(m_bkg[test_rows])]
@@ -218,7 +247,10 @@ def inject_signal(
             "test_bkg": np.sort(test_bkg),
             "test_sig": np.sort(test_sig),
             "ideal_bkg": np.sort(ideal_bkg),
+            "reserved_sig": reserved,
         },
+        x_reserved=x_sig[reserved],
+        m_reserved=m_sig[reserved],
     )
 
 

@@ -9,7 +9,9 @@
   (``sigma-cr``: SIGMA's v^CR; ``sigma-data``, ``sigma-layer``, ``sigma-context``: its other interpolations);
 * ``idealized``: SR data vs held-out true SR background, same classifier, folds and seeds (the ceiling of template
   methods);
-* ``supervised``: SR data with truth labels, signal vs background (the ceiling of any classifier on these events).
+* ``supervised``: truth labels: an independent sample of ``supervised_signal_events`` SR signal events (neither
+  injected nor in the test set) vs the SR data's background, same classifier, folds and test set (the ceiling of
+  any classifier on these features).
 
 :func:`run_searches` runs many as Dask tasks (a ``distributed.LocalCluster`` by default). A generator trained on all
 data with nothing masked (SIGMA) is fitted once per data set and seed and only sampled for every further SR of the
@@ -85,7 +87,10 @@ class SearchConfig:
     ``sideband_width``/``scan`` define the sidebands generators train on (all masses outside the SR by default);
     ``cwola_sideband_width`` those of CWoLa hunting (narrow, so that the features barely change across them).
     ``oversample`` (template size / SR size; None: the generator's own ``oversample`` or 4) also sets the idealized
-    reference size, capped by the held-out background available.
+    reference size, capped by the held-out background available. ``supervised_signal_events``: SR signal events
+    reserved for the supervised reference (neither injected nor tested; at most half of the SR signal left after
+    injection); every method of the configuration reserves them, so that all share one test set, except where the
+    pool cannot spare them (then only ``supervised`` fails, and the others keep the full test set).
     """
 
     method: str = "idealized"
@@ -100,6 +105,7 @@ class SearchConfig:
     test_fraction: float = 0.2
     idealized_fraction: float = 0.2
     test_signal_events: int | None = None
+    supervised_signal_events: int = 5000
     sideband_width: float | None = None
     cwola_sideband_width: float | None = 0.2
     scan: tuple[float, float] | None = None
@@ -134,6 +140,10 @@ class SearchConfig:
             raise ConfigError(f"search config: folds={self.folds}, need >= 2")
         if self.seed < 0:
             raise ConfigError(f"search config: seed={self.seed}, need >= 0")
+        least = self.folds if self.method == "supervised" else 0  # the supervised reference: >= 1 per fold
+        if self.supervised_signal_events < least:
+            raise ConfigError(f"search config: supervised_signal_events={self.supervised_signal_events}, need >= "
+                              f"{least} for method {self.method!r}")  # fmt: skip
         self._check_classifier()
         check_feature_columns(self.features, source="search config 'features'")
 
@@ -247,6 +257,8 @@ def inject_for(cfg: SearchConfig, bkg: pd.DataFrame, sig: pd.DataFrame, regions:
         test_fraction=cfg.test_fraction,
         idealized_fraction=cfg.idealized_fraction,
         test_signal_events=cfg.test_signal_events,
+        reserve_signal_events=cfg.supervised_signal_events,
+        reserve_optional=cfg.method != "supervised",
     )
 
 
@@ -262,7 +274,7 @@ def _sub_seed(seed: int, tag: int) -> int:
 #: Named variants of a generator: method -> (generator, config keys the variant forces). ``sigma-cr`` is SIGMA's
 #: v^CR: retrained for every SR with the SR masked, and evaluated at the SR masses themselves (the network's own
 #: extrapolation, as CATHODE's flow); the others are SIGMA's interpolation choices (``sigma`` itself uses the
-#: configured one, ``velocity`` by default).
+#: configured one, ``context`` by default).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "sigma-cr": ("sigma", {"mask_sr": True, "interpolation": "none"}),
     "sigma-data": ("sigma", {"interpolation": "none"}),
@@ -367,15 +379,16 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         reference = sideband_reference(sample.x, sample.m, Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan)).x
         kf = cwola(x_sr, reference, sample.x_test, **common)
     elif cfg.method == "supervised":
+        # Signal: the reserved independent sample; background: the SR data's own (truth-labelled) background. The
+        # injected SR signal is not trained on: it is scored like events outside the folds.
         truth = sample.is_signal[sr].astype(bool)
-        if not truth.any():
-            raise InputError("supervised", f"no signal events in the data {regions.name} to train on")
         reference = x_sr[~truth]
-        kf = kfold_classify(x_sr[truth], reference, sample.x_test, **common)
-        # Back to one out-of-fold score per SR data event, in data order, like the other methods.
-        scores, folds = np.empty(len(x_sr)), np.empty(len(x_sr), np.int64)
-        scores[truth], scores[~truth] = kf.scores_1, kf.scores_0
-        folds[truth], folds[~truth] = kf.fold_1, kf.fold_0
+        kf = kfold_classify(sample.x_reserved, reference, sample.x_test, x_other=x_sr[truth], **common)
+        # Back to one score per SR data event, in data order, like the other methods.
+        # (fold -1: an injected event, scored by the model of a fold drawn for it)
+        scores, folds = np.empty(len(x_sr)), np.full(len(x_sr), -1, np.int64)
+        scores[truth], scores[~truth] = kf.other_scores, kf.scores_0
+        folds[~truth] = kf.fold_0
         kf = KFoldResult(scores, kf.scores_0, folds, kf.fold_0, kf.test_scores, kf.seconds)
     elif cfg.method in DENSITY_RATIOS:  # ANODE, R-ANODE: a density ratio scores the SR events, no classifier
         model, t_fit = density_ratio_background(cfg, sample.x, sample.m, regions)

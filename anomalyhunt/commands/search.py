@@ -52,6 +52,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-events", action="append", type=int, metavar="N", help="injected signal events")
     p.add_argument("--significance", type=float, metavar="Z", help="inject to S/sqrt(B) = Z in the SR instead")
     p.add_argument("--background-events", type=int, metavar="N", help="use N background events (default all)")
+    p.add_argument("--supervised-signal-events", type=int, metavar="N",
+                   help="SR signal events reserved (neither injected nor tested) to train the supervised reference "
+                        "(default 5000; every method's test set leaves them out)")
     p.add_argument("--seed", action="append", type=int, metavar="S", help="seed (repeatable)")
     p.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (with one --seed S: S..S+N-1)")
     p.add_argument("--classifier", choices=("hgb", "mlp"))
@@ -111,6 +114,7 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         "background": args.features, "signal": args.signal, "methods": args.method,
         "n_signal": args.signal_events, "significance": args.significance,
         "background_events": args.background_events, "seeds": args.seed, "n_seeds": args.seeds,
+        "supervised_signal_events": args.supervised_signal_events,
         "classifier": args.classifier, "folds": args.folds, "oversample": args.oversample,
         "sideband_width": args.sideband_width, "device": args.device, "scheduler": args.scheduler,
         "workers": args.workers, "out": args.out, "constituents": getattr(args, "constituents", None),

@@ -166,14 +166,20 @@ class ResidualMLP(nn.Module):
 
 
 class FrequencyEmbedding(nn.Module):
-    """Maps a scalar ``s`` in [0, 1] to ``(sin 2^k pi s, cos 2^k pi s)`` for ``k < n_freqs`` (output ``2 n_freqs``)."""
+    """Maps a scalar ``s`` in [0, 1] to ``(sin w_k s, cos w_k s)`` for ``k < n_freqs`` (output ``2 n_freqs``):
+    ``w_k = 2^k pi`` (``spacing="octave"``) or ``w_k = (k + 1) pi`` (``spacing="linear"``)."""
 
-    def __init__(self, n_freqs: int) -> None:
+    SPACINGS = ("octave", "linear")
+
+    def __init__(self, n_freqs: int, spacing: str = "octave") -> None:
         super().__init__()
         if n_freqs < 1:
             raise ValueError("FrequencyEmbedding needs n_freqs >= 1")
-        self.n_freqs = int(n_freqs)
-        freqs = math.pi * 2.0 ** torch.arange(self.n_freqs, dtype=torch.float32)
+        if spacing not in self.SPACINGS:
+            raise ValueError(f"FrequencyEmbedding spacing must be one of {self.SPACINGS}, got {spacing!r}")
+        self.n_freqs, self.spacing = int(n_freqs), spacing
+        k = torch.arange(self.n_freqs, dtype=torch.float32)
+        freqs = math.pi * (2.0**k if spacing == "octave" else k + 1.0)
         self.register_buffer("freqs", freqs, persistent=False)
 
     @property
