@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyhunt.errors import InputError
+from anomalyhunt.errors import ConfigError, InputError
 from anomalyhunt.models.base import GENERATORS
 from anomalyhunt.models.cathode import Cathode, sample_sr_masses
 from anomalyhunt.models.drapes import Drapes, karras_sigmas, sigma_prime_scan
@@ -269,7 +269,7 @@ def test_sigma_interpolations_on_toy() -> None:
 
 def test_sigma_embeddings_follow_the_talk(tmp_path: Path) -> None:
     """alpha(m): sin/cos of 2^k pi m for k < L; beta(t): sin/cos of k pi t for k = 1 .. L' + 1 (SIGMA talk); a state
-    saved with the former 2^k pi time frequencies is refused, not silently evaluated with other ones."""
+    saved with the former 2^k pi time frequencies is evaluated with those (they are not weights), not the new ones."""
     from anomalyhunt.models.sigma import VelocityField
 
     field = VelocityField(2, hidden=8, n_blocks=1, n_mass_freqs=4, n_time_freqs=3)
@@ -282,10 +282,18 @@ def test_sigma_embeddings_follow_the_talk(tmp_path: Path) -> None:
     model = Sigma(n_mass_freqs=3, n_time_freqs=2, n_steps=2, **{**TOY_NET, "epochs": 1}).fit(x, m)
     model.save(tmp_path / "sigma.pt")
     Sigma.load(tmp_path / "sigma.pt")  # the current embedding loads
-    old = model.state_dict()
-    del old["time_spacing"]
-    with pytest.raises(InputError, match="octave time embedding"):
-        Sigma(**model.config).load_state_dict(old)
+    octave = Sigma(n_mass_freqs=3, n_time_freqs=2, n_steps=2, time_frequencies="octave", **{**TOY_NET, "epochs": 1})
+    octave.fit(x, m)
+    old = octave.state_dict()
+    del old["time_frequencies"]  # as saved before the setting existed
+    loaded = Sigma(n_mass_freqs=3, n_time_freqs=2, n_steps=2, **{**TOY_NET, "epochs": 1})
+    loaded.load_state_dict(old)
+    assert loaded.config["time_frequencies"] == "octave"
+    masses = np.full(200, 2.0)
+    np.testing.assert_allclose(loaded.sample(masses, seed=1, interpolation="none"),
+                               octave.sample(masses, seed=1, interpolation="none"), rtol=1e-5)
+    with pytest.raises(ConfigError, match="time_frequencies must be one of"):
+        Sigma(time_frequencies="fast")
 
 
 def test_sigma_ode_velocity_is_the_defined_field() -> None:
