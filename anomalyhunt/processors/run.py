@@ -137,8 +137,8 @@ def generator_sum_of_weights(ds: "Dataset") -> float:
             if ds.treename in f and "genWeight" not in f[ds.treename]:
                 raise InputError(path, f"no genWeight branch in tree {ds.treename!r} (data?): dataset {ds.name!r} "
                                        "sets xsec and luminosity, which normalise simulation only; remove them")  # fmt: skip
-            runs = f["Runs"] if "Runs" in f else None
-            branch = next((b for b in SUMW_BRANCHES if runs is not None and b in runs), None)
+            runs = f["Runs"] if "Runs" in f else {}
+            branch = next((b for b in SUMW_BRANCHES if b in runs), None)
             if branch is None:
                 raise InputError(path, f"no Runs tree with {' or '.join(SUMW_BRANCHES)} (the sum of generator weights "
                                        "of all generated events): xsec and luminosity cannot be normalised")  # fmt: skip
@@ -241,8 +241,9 @@ def run_process(
 
     Returns ``{"hists": ..., "cutflow": {dataset: {...}}, "files": {dataset: {...}}, "normalisation": {dataset:
     {xsec, luminosity, sum_w}}}``. Every input event is counted: input = passed + failed. Datasets with ``xsec`` and
-    ``luminosity`` are weighted to ``xsec * luminosity`` (:func:`generator_sum_of_weights` gives ``sum_w``). Each dataset's earlier outputs in ``out_dir`` are replaced, the others kept;
-    ``OUT/<dataset>/manifest.json`` says partial until the dataset's outputs are complete.
+    ``luminosity`` are weighted to ``xsec * luminosity`` (:func:`generator_sum_of_weights` gives ``sum_w``). Each
+    dataset's earlier outputs in ``out_dir`` are replaced, the others kept; ``OUT/<dataset>/manifest.json`` says
+    partial until the dataset's outputs are complete.
     """
     out = Path(out_dir)
     try:
