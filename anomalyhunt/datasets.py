@@ -7,7 +7,8 @@ Each entry under ``datasets:``::
       files: [paths or globs]          # relative to the YAML file; ${VAR} and ${VAR:-default} are expanded
       treename: Events                 # ROOT formats only
       label: 0 | 1 | null              # background / signal / data
-      xsec: 1.0                        # optional, pb
+      xsec: 1.0                        # optional, pb; with luminosity, events are weighted (simulation only)
+      luminosity: 140000.0             # optional, pb^-1: weight = gen_weight * xsec * luminosity / sum_w
       jet_radius: 1.0                  # optional, overrides the format's convention
       axes: onepass_kt | kt | wta_kt   # optional, N-subjettiness axes
       puppi: false                     # optional: cluster PFNano candidates without PUPPI weights
@@ -29,7 +30,7 @@ from .errors import ConfigError
 from .processors.formats import FORMATS, TREES
 
 _ROOT_FORMATS = ("nanoaod", "pfnanoaod", "physlite")
-_KEYS = {"format", "files", "treename", "label", "xsec", "jet_radius", "axes", "puppi", "generate", "description"}
+_KEYS = {"format", "files", "treename", "label", "xsec", "luminosity", "jet_radius", "axes", "puppi", "generate", "description"}
 _AXES = ("onepass_kt", "kt", "wta_kt")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -42,18 +43,31 @@ class Dataset:
     label: int | None = None
     treename: str = "Events"
     xsec: float | None = None
+    luminosity: float | None = None
     jet_radius: float | None = None
     axes: str | None = None
     puppi: bool | None = None
     generate: dict[str, Any] | None = None
     missing: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # One without the other would silently leave the events unweighted.
+        if (self.xsec is None) != (self.luminosity is None):
+            given, absent = ("xsec", "luminosity") if self.luminosity is None else ("luminosity", "xsec")
+            raise ConfigError(f"dataset {self.name!r}: key {given!r} given without {absent!r}: event weights "
+                              "(gen_weight * xsec * luminosity / sum_w) need both, or give neither")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the events are to be normalised to ``xsec * luminosity``."""
+        return self.xsec is not None and self.luminosity is not None
+
     @property
     def is_root(self) -> bool:
         return self.format in _ROOT_FORMATS
 
     def metadata(self) -> dict[str, Any]:
-        meta = {"format": self.format, "label": self.label, "xsec": self.xsec}
+        meta = {"format": self.format, "label": self.label, "xsec": self.xsec, "luminosity": self.luminosity}
         if self.jet_radius is not None:
             meta["jet_radius"] = self.jet_radius
         if self.axes is not None:
@@ -101,7 +115,7 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
         files_raw = [files_raw]
     if files_raw is not None and not (isinstance(files_raw, list) and all(isinstance(f, str) for f in files_raw)):
         raise ConfigError(f"{where}: key 'files' must be a path or a list of paths")
-    for key in ("xsec", "jet_radius"):
+    for key in ("xsec", "luminosity", "jet_radius"):
         value = raw.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
             raise ConfigError(f"{where}: key {key!r} must be a positive number, got {value!r}")
@@ -117,11 +131,14 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
             raise ConfigError(f"{where}: key 'files' uses environment variable {err.args[0]} which is not set") from None
         hits = sorted(glob.glob(pattern))
         (files.extend(hits) if hits else missing.append(pattern))
-    return Dataset(
-        name=name, format=fmt, files=files, label=label, treename=raw.get("treename", TREES.get(fmt, "Events")),
-        xsec=raw.get("xsec"), jet_radius=raw.get("jet_radius"), axes=raw.get("axes"), puppi=raw.get("puppi"),
-        generate=gen, missing=missing,
-    )  # fmt: skip
+    try:
+        return Dataset(
+            name=name, format=fmt, files=files, label=label, treename=raw.get("treename", TREES.get(fmt, "Events")),
+            xsec=raw.get("xsec"), luminosity=raw.get("luminosity"), jet_radius=raw.get("jet_radius"),
+            axes=raw.get("axes"), puppi=raw.get("puppi"), generate=gen, missing=missing,
+        )  # fmt: skip
+    except ConfigError as err:
+        raise ConfigError(f"datasets.yaml: {err}") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

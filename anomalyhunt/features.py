@@ -26,7 +26,7 @@ FEATURE_COLUMNS = (
 #: luminosityBlock event``; ATLAS EventInfo ``runNumber lumiBlock eventNumber``), beside ``event``, the entry.
 EVENT_ID_COLUMNS = ("run", "luminosityBlock", "event_number")
 #: Columns that identify an event or its truth and must never be classifier inputs.
-NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", "gen_weight", *EVENT_ID_COLUMNS)
+NON_INPUT_COLUMNS = ("event", "label", "mjj", "source", "gen_weight", "weight", *EVENT_ID_COLUMNS)
 
 
 #: Units of the table's columns, written into every Parquet file the processor writes (schema metadata key
@@ -35,19 +35,28 @@ UNITS = {
     **{c: "GeV" for c in ("mjj", "mj1", "mj2", "delta_mj", "pt_j1", "pt_j2")},
     **{c: "rad" for c in ("phi_j1", "phi_j2")},
     "delta_r": "sqrt(delta eta^2 + delta phi^2), phi in rad",
+    "weight": "events: gen_weight * xsec [pb] * luminosity [pb^-1] / sum_w",
 }
+#: Units of the normalisation recorded beside the event weights (schema metadata key ``anomalyhunt.normalisation``).
+NORMALISATION_UNITS = {"xsec": "pb", "luminosity": "pb^-1", "sum_w": "sum of generator weights of all generated events"}
 
 
-def write_feature_parquet(table: pd.DataFrame, path: str | Path) -> None:
-    """Write a feature table as Parquet with its units in the schema metadata (``anomalyhunt.units``)."""
+def write_feature_parquet(
+    table: pd.DataFrame, path: str | Path, normalisation: Mapping[str, float] | None = None
+) -> None:
+    """Write a feature table as Parquet with its units in the schema metadata (``anomalyhunt.units``) and, for
+    weighted events, the ``xsec``, ``luminosity`` and ``sum_w`` behind ``weight`` (``anomalyhunt.normalisation``)."""
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     arrow = pa.Table.from_pandas(table, preserve_index=False)
-    units = json.dumps({c: UNITS[c] for c in table.columns if c in UNITS}).encode()
-    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"anomalyhunt.units": units}), path)
+    meta = {**(arrow.schema.metadata or {})}
+    meta[b"anomalyhunt.units"] = json.dumps({c: UNITS[c] for c in table.columns if c in UNITS}).encode()
+    if normalisation is not None:
+        meta[b"anomalyhunt.normalisation"] = json.dumps({**normalisation, "units": NORMALISATION_UNITS}).encode()
+    pq.write_table(arrow.replace_schema_metadata(meta), path)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -192,17 +201,19 @@ def event_keys(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_unit_weights(table: pd.DataFrame, where: str) -> None:
-    """Refuse weighted events (a ``gen_weight`` column, the generator weight of simulation, that is not one positive
-    constant): templates, classifiers and fits count events, so weights would be silently ignored."""
+    """Refuse weighted events (a ``gen_weight`` column, the generator weight of simulation, or a normalised
+    ``weight`` column that is not one positive constant): templates, classifiers and fits count events, so weights
+    would be silently ignored."""
     from .errors import InputError
 
-    if "gen_weight" not in table.columns or table.empty:
-        return
-    w = table["gen_weight"].to_numpy(dtype=np.float64)
-    if (w <= 0).any() or w.max() > w.min() * (1 + 1e-6):
-        raise InputError(where, f"events carry generator weights (gen_weight {w.min():.4g} to {w.max():.4g}"
-                                f"{', some not positive' if (w <= 0).any() else ''}): search and hunt count events "
-                                "and do not use weights; give unweighted events")  # fmt: skip
+    for column in ("gen_weight", "weight"):
+        if column not in table.columns or table.empty:
+            continue
+        w = table[column].to_numpy(dtype=np.float64)
+        if (w <= 0).any() or w.max() > w.min() * (1 + 1e-6):
+            raise InputError(where, f"events carry generator weights ({column} {w.min():.4g} to {w.max():.4g}"
+                                    f"{', some not positive' if (w <= 0).any() else ''}): search and hunt count "
+                                    "events and do not use weights; give unweighted events")  # fmt: skip
 
 
 def check_unique_events(table: pd.DataFrame, where: str) -> None:

@@ -18,6 +18,7 @@ from conftest import write_toy_table
 
 REPO = Path(__file__).resolve().parents[1]
 PFNANO = REPO / "tests" / "data" / "cms-nanoaod" / "pfnano.root"
+PHYSLITE = REPO / "tests" / "data" / "atlas-physlite" / "PHYSLITE_example.root"
 
 
 def _particles(path: Path, bad: str | None) -> Path:
@@ -42,6 +43,12 @@ def _yaml(tmp: Path, extra: str) -> Path:
     path = tmp / "datasets.yaml"
     path.write_text(f"datasets:\n  d:\n    format: pfnanoaod\n    files: [pfnano.root]\n{extra}")
     return path
+
+
+def _physlite_weighted(tmp: Path) -> list[str]:
+    (tmp / "datasets.yaml").write_text(f"datasets:\n  a: {{format: physlite, files: [{PHYSLITE}], xsec: 1.0, "
+                                       "luminosity: 140000}\n")  # fmt: skip
+    return ["process", str(tmp / "datasets.yaml"), "--out", str(tmp / "out"), "--no-progress"]
 
 
 def _process_particles(tmp: Path, bad: str) -> list[str]:
@@ -73,6 +80,13 @@ CASES = {
                      r"dataset 'd': key 'axes' must be one of \['onepass_kt', 'kt', 'wta_kt'\], got 'antikt'"),
     "puppi not a boolean": (lambda t: ["process", str(_yaml(t, "    puppi: maybe\n")), "--out", str(t / "out")],
                             r"key 'puppi' must be true or false"),
+    "xsec without luminosity": (lambda t: ["process", str(_yaml(t, "    xsec: 6077.22\n")), "--out", str(t / "out")],
+                                r"dataset 'd': key 'xsec' given without 'luminosity': event weights"),
+    "luminosity 0": (lambda t: ["process", str(_yaml(t, "    xsec: 1.0\n    luminosity: 0\n")), "--out",
+                                str(t / "out")], r"dataset 'd': key 'luminosity' must be a positive number, got 0"),
+    "physlite with xsec and luminosity": (lambda t: _physlite_weighted(t), r"PHYSLITE_example.root: dataset 'a' sets "
+                                          r"xsec and luminosity, but PHYSLITE files here carry no run-level sum of "
+                                          r"generator weights"),
     # command-line arguments
     "--chunksize 0": (lambda t: ["process", str(_yaml(t, "")), "--out", str(t / "out"), "--chunksize", "0"],
                       r"--chunksize 0: must be >= 1"),

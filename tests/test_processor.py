@@ -8,6 +8,7 @@ from pathlib import Path
 import awkward as ak
 import fastjet
 import h5py
+import hist
 import numpy as np
 import pandas as pd
 import pytest
@@ -365,6 +366,107 @@ def test_unwritable_output_is_reported(tmp_path):
         run_process({"cms": Dataset("cms", "pfnanoaod", [str(PFNANO)])}, blocker / "out", status=False)
 
 
+# -- event weights --------------------------------------------------------------------------------------------------
+XSEC, LUMI = 6077.22, 59830.0  # pb (DY -> ll), pb^-1 (2018)
+
+
+def _weighted_nano(path: Path, gen_weight: np.ndarray | None, sumw: list[float]) -> Path:
+    """PFNano's FatJets and event ids (all 10 events have two) as a NanoAOD file with the given genWeight (none:
+    data) and a Runs tree whose genEventSumw has one entry per element of ``sumw``."""
+    with uproot.open(PFNANO) as f:
+        names = [f"FatJet_{b}" for b in ("pt", "eta", "phi", "mass", "rawFactor", "tau1", "tau2", "tau3")]
+        arrays = f["Events"].arrays(names + ["run", "luminosityBlock", "event"])
+    with uproot.recreate(path) as out:
+        out.mktree("Events", {b: arrays[b].type for b in arrays.fields} | ({} if gen_weight is None else
+                   {"genWeight": np.float32}), counter_name=lambda _: "nFatJet")  # fmt: skip
+        out["Events"].extend({b: arrays[b] for b in arrays.fields} | ({} if gen_weight is None else
+                             {"genWeight": gen_weight.astype(np.float32)}))  # fmt: skip
+        out["Runs"] = {"genEventSumw": np.array(sumw)}
+    return path
+
+
+def _raw_weights(path: Path) -> tuple[np.ndarray, float]:
+    """genWeight per event and the Runs tree's sum of generator weights, read with uproot alone."""
+    with uproot.open(path) as f:
+        gen = f["Events"]["genWeight"].array(library="np").astype(np.float64)
+        runs = f["Runs"]
+        return gen, float(runs["genEventSumw" if "genEventSumw" in runs else "genEventSumw_"].array(library="np").sum())
+
+
+def test_event_weights_are_normalised_to_all_generated_events(tmp_path, capsys):
+    """weight = genWeight * xsec * luminosity / sum_w, sum_w summed over the Runs trees of all files of the dataset
+    (DY's genEventSumw_ = 1.51666867e10, one entry; a second file's genEventSumw in two entries), never over the
+    processed events; the same with 3 or 50 events per chunk; in the table, the weighted histograms (sum of weights
+    and of their squares, also in hists.root), the cut flow (every step, input = passed + failed), config.json and
+    each Parquet chunk's metadata. An unweighted dataset beside it keeps its counts (variance = count)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from anomalyhunt.cli import main as cli
+
+    # DY has no FatJets: its 40 events all fail the two-jet cut, the second file's 10 (mixed-sign weights) all pass.
+    gen_w, _ = _raw_weights(NANO_DY)
+    weighted = _weighted_nano(tmp_path / "weighted.root", gen_w[:10] * np.linspace(0.5, 2.0, 10), [2.5e9, 1.5e9])
+    (tmp_path / "d.yaml").write_text(f"datasets:\n  mc: {{format: nanoaod, files: [{NANO_DY}, {weighted}], "
+                                     f"xsec: {XSEC}, luminosity: {LUMI}}}\n")  # fmt: skip
+    assert cli(["process", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "a"), "--chunksize", "3",
+                "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    ds = load_datasets(tmp_path / "d.yaml") | {"data": Dataset("data", "nanoaod", [str(PFNANO)])}
+    b = run_process(ds, tmp_path / "b", status=False, chunksize=50)
+
+    gen_dy, sumw_dy = _raw_weights(NANO_DY)
+    gen_mc, sumw_mc = _raw_weights(weighted)
+    assert sumw_dy == pytest.approx(1.51666867e10, rel=1e-8) and sumw_mc == 4.0e9
+    norm = XSEC * LUMI / (sumw_dy + sumw_mc)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())["config"]["datasets_resolved"]["mc"]
+    assert (config["xsec"], config["luminosity"]) == (XSEC, LUMI)
+    assert config["sum_w"] == pytest.approx(sumw_dy + sumw_mc, rel=1e-12) == b["normalisation"]["mc"]["sum_w"]
+    chunk = next((tmp_path / "a" / "mc" / "features").glob("weighted.root-*.parquet"))
+    meta = json.loads(pq.read_schema(chunk).metadata[b"anomalyhunt.normalisation"])
+    assert meta["sum_w"] == config["sum_w"] and meta["units"]["luminosity"] == "pb^-1"
+
+    tables = {k: load_feature_table(tmp_path / k / "mc").sort_values("event").reset_index(drop=True) for k in "ab"}
+    pd.testing.assert_frame_equal(tables["a"], tables["b"], check_exact=True)  # chunking changes nothing
+    table = tables["a"]
+    assert len(table) == 10 and (table["weight"] < 0).sum() == (gen_mc < 0).sum() > 0
+    np.testing.assert_allclose(table["weight"], gen_mc[table["event"]] * XSEC * LUMI / (sumw_dy + sumw_mc), rtol=1e-12)
+
+    cutflow = json.loads((tmp_path / "a" / "cutflow.json").read_text())["mc"]
+    assert cutflow["sumw"] == pytest.approx(b["cutflow"]["mc"]["sumw"], rel=1e-12)
+    sumw = cutflow["sumw"]
+    assert sumw["failed_two_jets"] == pytest.approx(gen_dy.sum() * norm, rel=1e-12)  # DY's own weights
+    assert sumw["passed"] == pytest.approx(table["weight"].sum(), rel=1e-12)
+    assert sumw["input"] == pytest.approx(sumw["passed"] + sumw["failed_two_jets"], rel=1e-12)
+    assert sumw["failed_bad_input"] == sumw["failed_trigger"] == 0.0
+    assert (cutflow["input"], cutflow["passed"], cutflow["failed_two_jets"]) == (50, 10, 40)
+
+    h = b["hists"]["mjj"]
+    assert h.storage_type is hist.storage.Weight
+    total = h[{"dataset": "mc"}].sum(flow=True)
+    assert total.value == pytest.approx(table["weight"].sum(), rel=1e-12)
+    assert total.variance == pytest.approx((table["weight"] ** 2).sum(), rel=1e-12)
+    counts = h[{"dataset": "data"}].view(flow=True)
+    assert counts.value.sum() == 10 and (counts.variance == counts.value).all()  # the unweighted dataset: counts
+    with uproot.open(tmp_path / "a" / "hists.root") as f:
+        assert f["mc/tau21_j1"].values(flow=True).sum() == pytest.approx(table["weight"].sum(), rel=1e-12)
+        assert f["mc/mjj"].variances(flow=True).sum() == pytest.approx((table["weight"] ** 2).sum(), rel=1e-12)
+
+
+def test_xsec_and_luminosity_are_refused_without_generator_weights(tmp_path):
+    """Data (no genWeight) and a file without a Runs sum of weights cannot be normalised: one line naming the file."""
+    data = _weighted_nano(tmp_path / "data.root", None, [1.0])
+    with pytest.raises(InputError, match=r"data.root: no genWeight branch .*\(data\?\).*normalise simulation only"):
+        run_process({"d": Dataset("d", "nanoaod", [str(data)], xsec=1.0, luminosity=1.0)}, tmp_path / "o", status=False)
+    assert not (tmp_path / "o" / "d").exists()  # refused before any output
+    with uproot.recreate(tmp_path / "noruns.root") as out, uproot.open(PFNANO) as f:
+        out["Events"] = f["Events"].arrays(["genWeight", "run"], library="np")
+    with pytest.raises(InputError, match=r"noruns.root: no Runs tree with genEventSumw or genEventSumw_"):
+        run_process({"d": Dataset("d", "nanoaod", [str(tmp_path / "noruns.root")], xsec=1.0, luminosity=1.0)},
+                    tmp_path / "o", status=False)  # fmt: skip
+
+
 # -- datasets.yaml -------------------------------------------------------------------------------------------------
 def test_shipped_datasets_yaml_is_valid():
     entries = load_datasets(REPO / "datasets.yaml")
@@ -381,6 +483,10 @@ def test_shipped_datasets_yaml_is_valid():
         ("datasets:\n  c: {format: nanoaod, files: [x], label: 2}", r"dataset 'c'.*'label'"),
         ("datasets:\n  d: {format: nanoaod, files: [x], colour: red}", r"dataset 'd'.*unknown key.*colour"),
         ("datasets:\n  e: {format: nanoaod, files: ['${NO_SUCH_VAR_X}/f.root']}", r"dataset 'e'.*NO_SUCH_VAR_X"),
+        ("datasets:\n  f: {format: nanoaod, files: [x], luminosity: 140000}",
+         r"^datasets.yaml: dataset 'f': key 'luminosity' given without 'xsec'"),
+        ("datasets:\n  g: {format: nanoaod, files: [x], xsec: 1.0, luminosity: -5}",
+         r"dataset 'g': key 'luminosity' must be a positive number, got -5"),
         ("nothing: here", "top-level mapping 'datasets:'"),
     ],
 )

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cluster jets and write feature tables (coffea processor)",
         description="Run the DijetProcessor over datasets.yaml on coffea's executors. Writes OUT/<dataset>/features/"
         "*.parquet (one file per chunk), optional clouds/ and images/, hists.pkl (hist.Hist), hists.root (one "
-        "directory per dataset), cutflow.json and config.json. "
+        "directory per dataset), cutflow.json and config.json. Datasets with xsec and luminosity get event weights "
+        "(column weight, weighted histograms, sums of weights in the cut flow). "
         "On a cluster OUT must be on a filesystem every worker can write.",
     )
     p.add_argument("datasets", help="datasets.yaml")
@@ -55,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
         trigger_pt=args.trigger_pt, n_constituents=args.n_constituents, write_clouds=args.clouds,
         write_images=args.images, skip_bad_input=args.skip_bad_input,
     )  # fmt: skip
-    config["datasets_resolved"] = {n: {"format": d.format, "files": d.files} for n, d in datasets.items()}
+    weights = output.get("normalisation", {})
+    config["datasets_resolved"] = {
+        n: {"format": d.format, "files": d.files, "xsec": d.xsec, "luminosity": d.luminosity,
+            "sum_w": weights.get(n, {}).get("sum_w")}
+        for n, d in datasets.items()
+    }  # fmt: skip
     write_run_config(args.out, config)
     print_summary(output)
     return 0
@@ -67,11 +73,17 @@ def print_summary(output: dict) -> None:
     from rich.table import Table
 
     table = Table(title="Cut flow")
+    weighted = any("sumw" in cf for cf in output["cutflow"].values())
     for col in ("dataset", "input", "processed", "skipped (bad input)", "skipped (<2 jets)", "skipped (trigger)"):
         table.add_column(col, justify="right")
+    if weighted:
+        table.add_column("processed (sum of weights)", justify="right")
     for name, cf in output["cutflow"].items():
-        table.add_row(name, str(cf["input"]), str(cf["passed"]), str(cf.get("failed_bad_input", 0)),
-                      str(cf["failed_two_jets"]), str(cf["failed_trigger"]))
+        row = [name, str(cf["input"]), str(cf["passed"]), str(cf.get("failed_bad_input", 0)),
+               str(cf["failed_two_jets"]), str(cf["failed_trigger"])]  # fmt: skip
+        if weighted:
+            row.append(f"{cf['sumw']['passed']:.6g}" if "sumw" in cf else "-")
+        table.add_row(*row)
     console = Console()
     console.print(table)
     if "mjj" in output.get("hists", {}):

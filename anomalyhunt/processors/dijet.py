@@ -9,6 +9,7 @@ from typing import Any
 import awkward as ak
 import hist
 import numpy as np
+import pandas as pd
 from coffea import processor
 
 from ..errors import InputError
@@ -21,24 +22,61 @@ from .jets import cluster_leading_jets, nsubjettiness, to_pseudojets
 CUTS = ("two_jets", "trigger")
 
 
-def empty_histograms() -> dict[str, hist.Hist]:
-    """The histograms the processor fills (dataset category axis; masses in GeV)."""
+def empty_histograms(weighted: bool = False) -> dict[str, hist.Hist]:
+    """The histograms the processor fills (dataset category axis; masses in GeV): with ``hist.storage.Weight()``
+    for weighted events (sums of weights and of their squares), otherwise counts (``Double``)."""
     ds = hist.axis.StrCategory([], growth=True, name="dataset", label="Dataset")
+    storage = hist.storage.Weight() if weighted else hist.storage.Double()
     return {
-        "mjj": hist.Hist(ds, hist.axis.Regular(140, 0, 7000, name="mjj", label=r"$m_{JJ}$ [GeV]")),
-        "mj1": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj1", label=r"$m_{J_1}$ [GeV]")),
-        "mj2": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj2", label=r"$m_{J_2}$ [GeV]")),
+        "mjj": hist.Hist(ds, hist.axis.Regular(140, 0, 7000, name="mjj", label=r"$m_{JJ}$ [GeV]"), storage=storage),
+        "mj1": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj1", label=r"$m_{J_1}$ [GeV]"), storage=storage),
+        "mj2": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj2", label=r"$m_{J_2}$ [GeV]"), storage=storage),
         "tau21": hist.Hist(
             ds,
             hist.axis.StrCategory(["j1", "j2"], name="jet", label="Jet"),
             hist.axis.Regular(50, 0, 1, name="tau21", label=r"$\tau_{21}$"),
+            storage=storage,
         ),
     }
+
+
+def fill_histograms(dataset: str, table: pd.DataFrame) -> dict[str, hist.Hist]:
+    """The histograms of one feature table, weighted by its ``weight`` column where it has one."""
+    weight = table["weight"].to_numpy() if "weight" in table.columns else None
+    hists = empty_histograms(weighted=weight is not None)
+    for name in ("mjj", "mj1", "mj2"):
+        hists[name].fill(dataset=dataset, **{name: table[name].to_numpy()}, weight=weight)
+    for j in ("j1", "j2"):
+        hists["tau21"].fill(dataset=dataset, jet=j, tau21=table[f"tau21_{j}"].to_numpy(), weight=weight)
+    return hists
+
+
+def with_weight_storage(hists: dict[str, hist.Hist]) -> dict[str, hist.Hist]:
+    """Count histograms as ``Weight`` storage (variance = count, exact for unit weights): ``hist`` cannot add the two
+    storages, so unweighted datasets' histograms join weighted ones' this way."""
+    out = {}
+    for name, h in hists.items():
+        if h.storage_type is hist.storage.Weight:
+            out[name] = h
+            continue
+        w = hist.Hist(*h.axes, storage=hist.storage.Weight())
+        view = w.view(flow=True)
+        view.value = h.view(flow=True)
+        view.variance = h.view(flow=True)
+        out[name] = w
+    return out
 
 
 def source_name(dataset: str, filename: str | None) -> str:
     """The ``source`` column: dataset and a tag unique per input file (with ``event``, the key of an event)."""
     return f"{dataset}/{file_tag(filename)}" if filename else str(dataset)
+
+
+def normalisation(meta: dict[str, Any]) -> dict[str, float] | None:
+    """A dataset's ``xsec`` (pb), ``luminosity`` (pb^-1) and ``sum_w`` where its events are weighted, else None."""
+    if meta.get("luminosity") is None:
+        return None
+    return {k: meta.get(k) for k in ("xsec", "luminosity", "sum_w")}
 
 
 def _pad_two(a: ak.Array, scale: float = 1.0) -> np.ndarray:
@@ -50,7 +88,10 @@ class DijetProcessor(processor.ProcessorABC):
     """Clusters (or takes) the two leading large-R jets and computes the feature table.
 
     Per dataset, ``events.metadata`` may carry ``format`` (see :mod:`.formats`), ``jet_radius``, ``axes`` and
-    ``label``; constructor arguments override the format's defaults for every dataset. Events with a non-finite or
+    ``label``; constructor arguments override the format's defaults for every dataset. With ``luminosity`` (pb^-1),
+    ``xsec`` (pb) and ``sum_w`` (the sum of generator weights over all generated events of the dataset) it weights
+    simulated events by ``gen_weight * xsec * luminosity / sum_w``: a ``weight`` column, histograms with
+    ``hist.storage.Weight()``, and the cut flow's sums of weights per step (``sumw``). Events with a non-finite or
     negative-pT particle stop the run, or with ``skip_bad_input`` are skipped and counted (``failed_bad_input``). With ``out_dir`` set, each
     chunk's feature table is written to ``out_dir/<dataset>/features/<chunk>.parquet`` (and clouds/images alongside
     when asked), named uniquely per input file and entry range (:func:`~anomalyhunt.io.manifest.chunk_name`), so a
@@ -166,6 +207,23 @@ class DijetProcessor(processor.ProcessorABC):
             return ak.to_numpy(ak.fill_none(ak.firsts(events.EventInfo.mcEventWeights), 1.0)).astype(np.float64)
         return None
 
+    @staticmethod
+    def _event_weight(gen_weight: np.ndarray | None, fmt: str, meta: dict[str, Any]) -> np.ndarray | None:
+        """``gen_weight * xsec * luminosity / sum_w`` where the metadata set ``luminosity`` (``sum_w``: the sum of
+        generator weights over all generated events of the dataset, read before processing, so that no chunk depends
+        on another); None without ``luminosity``."""
+        if meta.get("luminosity") is None:
+            return None
+        fname = meta.get("filename", "?")
+        missing = [k for k in ("xsec", "sum_w") if meta.get(k) is None]
+        if missing:
+            raise InputError(fname, f"dataset metadata sets luminosity but not {missing}: the weights gen_weight * "
+                                    "xsec * luminosity / sum_w need all (run_process reads sum_w before processing)")
+        if gen_weight is None:
+            raise InputError(fname, f"format {fmt}: no generator weight (data?): xsec and luminosity normalise "
+                                    "simulation only; remove them from this dataset")  # fmt: skip
+        return gen_weight * (float(meta["xsec"]) * float(meta["luminosity"]) / float(meta["sum_w"]))
+
     def _atlas_large_r_jets(self, events) -> dict[str, np.ndarray]:
         """PHYSLITE: ATLAS's own large-R jets (AnalysisLargeRJets, coffea's ``LargeRJets``), the two of highest pT,
         in GeV (stored in MeV), with N-subjettiness on winner-take-all axes."""
@@ -190,6 +248,9 @@ class DijetProcessor(processor.ProcessorABC):
         dataset = meta.get("dataset", "dataset")
         fmt, radius, axes, puppi, recluster = self._settings(meta)
         n_all = len(events)
+        # of every input event (bad ones too), for the cut flow's sums of weights
+        gen_weight = self._gen_weight(events, fmt)
+        weight = self._event_weight(gen_weight, fmt, meta)
         good = ~self._bad_events(events, fmt) if recluster else np.ones(n_all, bool)
         if not good.all():
             events = events[good]
@@ -224,9 +285,10 @@ class DijetProcessor(processor.ProcessorABC):
         table["source"] = source_name(dataset, meta.get("filename"))
         for column, values in self._event_ids(events, fmt).items():
             table[column] = values[keep]
-        weight = self._gen_weight(events, fmt)
+        if gen_weight is not None:
+            table["gen_weight"] = gen_weight[good][keep]
         if weight is not None:
-            table["gen_weight"] = weight[keep]
+            table["weight"] = weight[good][keep]
 
         if recluster and (self.write_clouds or self.write_images) and keep.any():
             sel = np.repeat(keep, 2)
@@ -241,19 +303,16 @@ class DijetProcessor(processor.ProcessorABC):
         if self.out_dir is not None:
             record["chunks"] = {self._write(dataset, meta, table, clouds, images): len(table)}
 
-        hists = empty_histograms()
-        hists["mjj"].fill(dataset=dataset, mjj=table["mjj"].to_numpy())
-        hists["mj1"].fill(dataset=dataset, mj1=table["mj1"].to_numpy())
-        hists["mj2"].fill(dataset=dataset, mj2=table["mj2"].to_numpy())
-        for j in ("j1", "j2"):
-            hists["tau21"].fill(dataset=dataset, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
-        cutflow = {
-            "input": n_all,
-            "passed": int(keep.sum()),
-            "failed_bad_input": int((~good).sum()),
-            "failed_two_jets": int((~two_jets).sum()),
-            "failed_trigger": int((two_jets & ~trigger).sum()),
-        }
+        hists = fill_histograms(dataset, table)
+        # Each step as a mask over the file's events, so that counts and sums of weights come from the same masks.
+        steps = {"input": np.ones(n_all, bool), "passed": np.zeros(n_all, bool), "failed_bad_input": ~good,
+                 "failed_two_jets": np.zeros(n_all, bool), "failed_trigger": np.zeros(n_all, bool)}  # fmt: skip
+        steps["passed"][good] = keep
+        steps["failed_two_jets"][good] = ~two_jets
+        steps["failed_trigger"][good] = two_jets & ~trigger
+        cutflow: dict[str, Any] = {step: int(mask.sum()) for step, mask in steps.items()}
+        if weight is not None:
+            cutflow["sumw"] = {step: float(weight[mask].sum()) for step, mask in steps.items()}
         return {"hists": hists, "cutflow": {dataset: cutflow}, "files": {dataset: record}}
 
     def settings(self) -> dict[str, Any]:
@@ -280,7 +339,7 @@ class DijetProcessor(processor.ProcessorABC):
         name = chunk_name(meta["filename"], meta["entrystart"], meta["entrystop"])
         try:
             (base / "features").mkdir(parents=True, exist_ok=True)
-            write_feature_parquet(table, base / "features" / f"{name}.parquet")
+            write_feature_parquet(table, base / "features" / f"{name}.parquet", normalisation(meta))
             if clouds is not None:
                 (base / "clouds").mkdir(exist_ok=True)
                 feats, mask = clouds

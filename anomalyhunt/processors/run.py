@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import awkward as ak
+import hist
 import numpy as np
 import uproot
 from coffea import processor
@@ -26,7 +27,7 @@ from ..errors import InputError
 from ..features import write_feature_parquet
 from ..io.lhco import lhco_particle_events, read_lhco_features, read_lhco_particles
 from ..io.manifest import begin_dataset, chunk_name, file_identity
-from .dijet import DijetProcessor, source_name
+from .dijet import DijetProcessor, empty_histograms, fill_histograms, normalisation, source_name, with_weight_storage
 
 if TYPE_CHECKING:  # datasets.py imports the format list from this package
     from ..datasets import Dataset
@@ -100,15 +101,57 @@ class _Hdf5Task:
             return self.proc.process(hdf5_events(chunk))
 
 
-def validate_root(path: str, fmt: str, treename: str) -> int:
-    """Open a ROOT file and check tree, branches and that it can be read to its end; returns the entry count."""
+def open_root(path: str) -> uproot.ReadOnlyDirectory:
+    """``uproot.open``, with a missing or unreadable file as one :class:`InputError` line."""
     try:
-        f = uproot.open(path)
+        return uproot.open(path)
     except FileNotFoundError:
         raise InputError(path, "file does not exist") from None
     except Exception as err:  # uproot raises many kinds for corrupt files; the user needs the file and the reason
         raise InputError(path, f"not a readable ROOT file (truncated or corrupt?): {type(err).__name__}: {err}") from None
-    with f:
+
+
+#: Run-level sum of generator weights of CMS NanoAOD (``Runs`` tree), by its current and its older name.
+SUMW_BRANCHES = ("genEventSumw", "genEventSumw_")
+
+
+def generator_sum_of_weights(ds: "Dataset") -> float:
+    """The sum of generator weights over all generated events of all of ``ds``'s files, from the run-level tree (CMS
+    NanoAOD ``Runs``, ``genEventSumw``; ``genEventSumw_`` in older NanoAOD), summed over its entries and the files.
+
+    Read once per dataset before processing, so that a chunk's weights do not depend on the other chunks; the sum
+    over the file's own events would be that of skimmed events. Data, and formats without such a record, are refused.
+    """
+    first = ds.files[0] if ds.files else f"dataset {ds.name}"
+    if ds.format == "physlite":
+        raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but PHYSLITE files here carry no "
+                                "run-level sum of generator weights (ATLAS keeps it in the CutBookkeepers metadata, "
+                                "which is not read); summing the skimmed events' weights would be wrong: remove xsec "
+                                "and luminosity")  # fmt: skip
+    if ds.format not in ("nanoaod", "pfnanoaod"):
+        raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but format {ds.format} carries no "
+                                "generator weights to normalise: remove them")  # fmt: skip
+    total = 0.0
+    for path in ds.files:
+        with open_root(path) as f:
+            if ds.treename in f and "genWeight" not in f[ds.treename]:
+                raise InputError(path, f"no genWeight branch in tree {ds.treename!r} (data?): dataset {ds.name!r} "
+                                       "sets xsec and luminosity, which normalise simulation only; remove them")  # fmt: skip
+            runs = f["Runs"] if "Runs" in f else {}
+            branch = next((b for b in SUMW_BRANCHES if b in runs), None)
+            if branch is None:
+                raise InputError(path, f"no Runs tree with {' or '.join(SUMW_BRANCHES)} (the sum of generator weights "
+                                       "of all generated events): xsec and luminosity cannot be normalised")  # fmt: skip
+            total += float(runs[branch].array(library="np").sum())
+    if not total > 0:
+        raise InputError(first, f"dataset {ds.name!r}: the sum of generator weights of its files is {total}, not "
+                                "positive: xsec and luminosity cannot be normalised")  # fmt: skip
+    return total
+
+
+def validate_root(path: str, fmt: str, treename: str) -> int:
+    """Open a ROOT file and check tree, branches and that it can be read to its end; returns the entry count."""
+    with open_root(path) as f:
         if treename not in f:
             raise InputError(path, f"no tree {treename!r} (found {sorted(k.split(';')[0] for k in f.keys())[:10]})")
         tree = f[treename]
@@ -196,9 +239,11 @@ def run_process(
 ) -> dict[str, Any]:
     """Process every dataset; writes features (and clouds/images if asked), ``hists.pkl`` and ``cutflow.json``.
 
-    Returns ``{"hists": ..., "cutflow": {dataset: {...}}, "files": {dataset: {...}}}``. Every input event is
-    counted: input = passed + failed. Each dataset's earlier outputs in ``out_dir`` are replaced, the others kept;
-    ``OUT/<dataset>/manifest.json`` says partial until the dataset's outputs are complete.
+    Returns ``{"hists": ..., "cutflow": {dataset: {...}}, "files": {dataset: {...}}, "normalisation": {dataset:
+    {xsec, luminosity, sum_w}}}``. Every input event is counted: input = passed + failed. Datasets with ``xsec`` and
+    ``luminosity`` are weighted to ``xsec * luminosity`` (:func:`generator_sum_of_weights` gives ``sum_w``). Each
+    dataset's earlier outputs in ``out_dir`` are replaced, the others kept; ``OUT/<dataset>/manifest.json`` says
+    partial until the dataset's outputs are complete.
     """
     out = Path(out_dir)
     try:
@@ -211,6 +256,8 @@ def run_process(
         if ds.missing:
             raise InputError(ds.missing[0], f"dataset {ds.name!r}: file does not exist (no match for this path)")
     check_unique_files(datasets)
+    # Before any output is touched: a dataset that cannot be normalised stops the run with its earlier outputs kept.
+    sums = {ds.name: generator_sum_of_weights(ds) for ds in datasets.values() if ds.weighted}
     for ds in datasets.values():
         try:
             begin_dataset(out / ds.name, ds.files, proc.settings())
@@ -218,7 +265,7 @@ def run_process(
             raise InputError(out / ds.name, f"output directory is not writable ({err.strerror})") from None
     ex = make_executor(executor, workers, scheduler, status)
     try:
-        output = _run(datasets, out, proc, ex, chunksize)
+        output = _run(datasets, out, proc, ex, chunksize, sums)
     except Exception as err:
         # coffea's executors wrap a chunk's error in their own ("Failed processing file: ..."): the user needs ours.
         cause = _input_error(err)
@@ -232,6 +279,7 @@ def run_process(
             client.close()
             if cluster is not None:
                 cluster.close()
+    output["normalisation"] = {ds.name: normalisation(_metadata(ds, sums)) for ds in datasets.values() if ds.weighted}
     (out / "hists.pkl").write_bytes(pickle.dumps(output.get("hists", {})))
     write_root_hists(output.get("hists", {}), list(output.get("cutflow", {})), out / "hists.root")
     (out / "cutflow.json").write_text(json.dumps(output.get("cutflow", {}), indent=2))
@@ -270,7 +318,17 @@ def _input_error(err: BaseException | None) -> InputError | None:
     return None
 
 
-def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, chunksize: int) -> dict[str, Any]:
+def _metadata(ds: "Dataset", sums: dict[str, float]) -> dict[str, Any]:
+    """A dataset's metadata for the processor, with ``sum_w`` where it is weighted."""
+    meta = ds.metadata()
+    if ds.name in sums:
+        meta["sum_w"] = sums[ds.name]
+    return meta
+
+
+def _run(
+    datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, chunksize: int, sums: dict[str, float]
+) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     chunks: list[Hdf5Chunk] = []
     root_sets: dict[str, dict[str, Any]] = {}
@@ -280,9 +338,9 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
         elif ds.is_root:
             for f in ds.files:
                 validate_root(f, ds.format, ds.treename)
-            root_sets[ds.name] = {"files": {f: ds.treename for f in ds.files}, "metadata": ds.metadata()}
+            root_sets[ds.name] = {"files": {f: ds.treename for f in ds.files}, "metadata": _metadata(ds, sums)}
         else:
-            meta = tuple(sorted(ds.metadata().items()))
+            meta = tuple(sorted(_metadata(ds, sums).items()))
             for f in ds.files:
                 n = validate_hdf5(f)
                 chunks += [Hdf5Chunk(ds.name, f, s, min(s + chunksize, n), meta) for s in range(0, n, chunksize)]
@@ -297,13 +355,14 @@ def _run(datasets: dict[str, "Dataset"], out: Path, proc: DijetProcessor, ex, ch
         if chunks:
             acc, _ = ex(chunks, _Hdf5Task(proc), None)
             results.append(proc.postprocess(acc))
-    return processor.accumulate([r for r in results if r])
+    results = [r for r in results if r]
+    if any(h.storage_type is hist.storage.Weight for r in results for h in r.get("hists", {}).values()):
+        results = [{**r, "hists": with_weight_storage(r["hists"])} if "hists" in r else r for r in results]
+    return processor.accumulate(results)
 
 
 def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
     """LHCO v2 features -> the feature table Parquet files and histograms, as the processor would write them."""
-    from .dijet import empty_histograms
-
     hists = empty_histograms()
     record: dict[str, dict[str, int]] = {"inputs": {}, "chunks": {}}
     try:
@@ -322,11 +381,7 @@ def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
             raise InputError(out / ds.name, f"cannot write outputs ({err.strerror})") from None
         record["inputs"][file_identity(f)] = len(table)
         record["chunks"][name] = len(table)
-        hists["mjj"].fill(dataset=ds.name, mjj=table["mjj"].to_numpy())
-        hists["mj1"].fill(dataset=ds.name, mj1=table["mj1"].to_numpy())
-        hists["mj2"].fill(dataset=ds.name, mj2=table["mj2"].to_numpy())
-        for j in ("j1", "j2"):
-            hists["tau21"].fill(dataset=ds.name, jet=j, tau21=table[f"tau21_{j}"].to_numpy())
+        hists = processor.accumulate([hists, fill_histograms(ds.name, table)])
     n = sum(record["inputs"].values())
     cutflow = {"input": n, "passed": n, "failed_bad_input": 0, "failed_two_jets": 0, "failed_trigger": 0}
     return {"hists": hists, "cutflow": {ds.name: cutflow}, "files": {ds.name: record}}
