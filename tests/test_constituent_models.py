@@ -84,6 +84,21 @@ def test_anomaly_augmentations() -> None:
     assert md[torch.arange(len(x)), hardest].all()  # the hardest constituent always stays
     xa, ma = augment.anomaly_augment(x, mask, gen=g)
     assert xa.shape == x.shape and (ma.sum(1) >= 1).all()
+    # DarkCLR's dropping: the kept constituents are unchanged, the others gone, about a fraction p of them.
+    xb, mb = _toy_jets(b=400, n=30, seed=3)
+    for p in (0.2, 0.5):
+        xd, md = augment.drop_constituents(xb, mb, prob=p, gen=g)
+        assert not (md & ~mb).any() and (xd[md] == xb[md]).all() and (xd[~md] == 0).all()
+        droppable = mb.sum() - len(mb)  # the hardest always stays
+        assert abs(float((mb.sum() - md.sum()) / droppable) - p) < 0.03
+    # Only the chosen anomaly augmentations are applied: dropping alone (p = 0.9) leaves far fewer constituents
+    # (the physical view after it splits a few), multiplicity shifts alone more.
+    xa, ma = augment.anomaly_augment(x, mask, ("drop_constituents",), drop_prob=0.9, gen=g)
+    assert ma.sum() < 0.3 * mask.sum()
+    xa, ma = augment.anomaly_augment(x, mask, ("multiplicity_shift",), gen=g)
+    assert ma.sum() > 1.2 * mask.sum()
+    with pytest.raises(ValueError):
+        augment.anomaly_augment(x, mask, ("rotate",))
 
 
 def test_nt_xent_rewards_aligned_views() -> None:
