@@ -336,14 +336,15 @@ def test_tag_n_train_improves_on_its_autoencoder(samples) -> None:
 def test_clr_representation_keeps_the_signal_information(samples) -> None:
     q, s = samples
     data, test = _split(q, s, 0)
-    r = CONSTITUENT_METHODS.get("clr").run(data, test, config={"epochs": 2, "max_train_jets": 4000}, seed=0)
+    r = CONSTITUENT_METHODS.get("clr").run(data, test, config={"epochs": 2, "max_train_jets": 3000}, seed=0)
     info = r.info
     # Linear classifier on the frozen representation before the head (trained on QCD jets only, L_AnomCLR) vs on the
-    # raw constituents; measured (seeds 0 / 1) 0.885 / 0.879 vs 0.722 / 0.734 (DarkCLR, L_AnomCLR+: 0.887 / 0.883).
+    # raw constituents; measured (seeds 0 / 1) 0.889 / 0.882 vs 0.722 / 0.734 on 3,000 jets (4,000 before dropout 0.1
+    # made training slower; with 4,000: 0.885 / 0.879, and DarkCLR's L_AnomCLR+ 0.887 / 0.883).
     assert info["linear_test_auc"] > 0.8
     assert info["linear_test_auc"] > info["raw_linear_test_auc"] + 0.08
     assert info["loss"] == "anomclr" and info["train_losses"][-1] < info["train_losses"][0]
-    # The norm score itself is near chance at this size (AUC 0.55 / 0.53): only its being finite is checked.
+    # The norm score itself is near chance at this size (AUC 0.56 / 0.53): only its being finite is checked.
     assert np.isfinite(r.test_scores).all() and math.isfinite(evaluate_scores(test.label, r.test_scores)["auc"])
 
 

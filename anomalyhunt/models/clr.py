@@ -51,6 +51,10 @@ __all__ = [
 #: original jets must be scaled the same way).
 _ANGLE_SCALE = 0.3
 _LOG_PT_CENTER, _LOG_PT_SCALE = -5.0, 1.6
+#: Training jets the norm's sign rule looks at: after tiny runs the mean norms of jets and their anomaly views differ
+#: by 10-25% against a statistical error of ~1% on 500 jets (measured), and the rule's inference passes stay a small
+#: part of a CPU run.
+_SIGN_JETS = 1000
 
 
 class ConstituentTransformer(nn.Module):
@@ -222,7 +226,7 @@ class CLRModel:
             weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
             progress=c["progress"],
         )  # fmt: skip
-        self.sign = self._calibrate_sign(x[tr[:2000]], mask[tr[:2000]])
+        self.sign = self._calibrate_sign(x[tr[:_SIGN_JETS]], mask[tr[:_SIGN_JETS]])
         return self
 
     @torch.no_grad()
