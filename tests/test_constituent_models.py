@@ -23,7 +23,10 @@ from anomalyhunt.analysis.regions import Regions
 from anomalyhunt.errors import ConfigError, InputError
 from anomalyhunt.models import augment
 from anomalyhunt.models.autoencoder import ConvAutoencoder, combine_jet_scores, quantile_rank
-from anomalyhunt.models.clr import ConstituentTransformer, nt_xent
+from anomalyhunt.models.clr import (
+    CLRModel, ConstituentTransformer, anomclr_loss, anomclr_plus_loss, clr_loss, encoder_inputs,
+)  # fmt: skip
+from anomalyhunt.models.nn import seeded
 from anomalyhunt.models.constituent_cwola import DeepSetsNet
 from anomalyhunt.models.tnt import JetCNN, tag_labels
 
@@ -84,16 +87,88 @@ def test_anomaly_augmentations() -> None:
     assert md[torch.arange(len(x)), hardest].all()  # the hardest constituent always stays
     xa, ma = augment.anomaly_augment(x, mask, gen=g)
     assert xa.shape == x.shape and (ma.sum(1) >= 1).all()
+    # DarkCLR's dropping: the kept constituents are unchanged, the others gone, about a fraction p of them.
+    xb, mb = _toy_jets(b=400, n=30, seed=3)
+    for p in (0.2, 0.5):
+        xd, md = augment.drop_constituents(xb, mb, prob=p, gen=g)
+        assert not (md & ~mb).any() and (xd[md] == xb[md]).all() and (xd[~md] == 0).all()
+        droppable = mb.sum() - len(mb)  # the hardest always stays
+        assert abs(float((mb.sum() - md.sum()) / droppable) - p) < 0.03
+    # Only the chosen anomaly augmentations are applied: dropping alone (p = 0.9) leaves far fewer constituents
+    # (the physical view after it splits a few), multiplicity shifts alone more.
+    xa, ma = augment.anomaly_augment(x, mask, ("drop_constituents",), drop_prob=0.9, gen=g)
+    assert ma.sum() < 0.3 * mask.sum()
+    xa, ma = augment.anomaly_augment(x, mask, ("multiplicity_shift",), gen=g)
+    assert ma.sum() > 1.2 * mask.sum()
+    with pytest.raises(ValueError):
+        augment.anomaly_augment(x, mask, ("rotate",))
 
 
-def test_nt_xent_rewards_aligned_views() -> None:
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(32, 8, generator=g)
-    aligned = nt_xent(z, z + 0.01 * torch.randn(32, 8, generator=g))
-    random = nt_xent(z, torch.randn(32, 8, generator=g))
-    assert aligned < 0.5 * random
-    # Extra negatives identical to the anchors make the loss larger.
-    assert nt_xent(z, z, negatives=z) > nt_xent(z, z)
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_losses_are_the_talks_formulas() -> None:
+    """Each loss against the talk's formula written out in numpy, anchor by anchor, on hand-made vectors."""
+    z = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.5, 0.0]])
+    zp = np.array([[0.9, 0.2, 0.0], [0.1, 1.0, -0.2], [1.0, 0.8, 1.3], [-0.7, 0.2, 0.4]])
+    za = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.5, 1.0], [0.3, 0.3, 0.3]])
+    tau = 0.5
+    b = len(z)
+    denom = [sum(np.exp(_cos(z[i], z[j]) / tau) + np.exp(_cos(z[i], zp[j]) / tau) for j in range(b) if j != i)
+             for i in range(b)]  # fmt: skip
+    pos = np.array([_cos(z[i], zp[i]) for i in range(b)])
+    anom = np.array([_cos(z[i], za[i]) for i in range(b)])
+    want_clr = np.mean([-np.log(np.exp(pos[i] / tau) / denom[i]) for i in range(b)])
+    want_anom = np.mean([-np.log(np.exp((pos[i] - anom[i]) / tau) / denom[i]) for i in range(b)])
+    want_plus = np.mean((anom - pos) / tau)
+    t = [torch.tensor(v, dtype=torch.float64) for v in (z, zp, za)]
+    assert float(clr_loss(t[0], t[1], tau)) == pytest.approx(want_clr, rel=1e-10)
+    assert float(anomclr_loss(*t, tau)) == pytest.approx(want_anom, rel=1e-10)
+    assert float(anomclr_plus_loss(*t, tau)) == pytest.approx(want_plus, rel=1e-10)
+    # The checks have power: a flipped anomaly term, or SimCLR's NT-Xent (the positive in the denominator), would
+    # give other values.
+    assert abs(want_anom - np.mean([-np.log(np.exp((pos[i] + anom[i]) / tau) / denom[i]) for i in range(b)])) > 1
+    assert abs(want_plus - np.mean((pos - anom) / tau)) > 1
+    with_pos = np.mean([-np.log(np.exp(pos[i] / tau) / (denom[i] + np.exp(pos[i] / tau))) for i in range(b)])
+    assert abs(want_clr - with_pos) > 0.1
+    # Scaling a vector leaves every cosine similarity unchanged.
+    assert float(clr_loss(3.0 * t[0], t[1], tau)) == pytest.approx(want_clr, rel=1e-10)
+    with pytest.raises(ValueError):
+        clr_loss(t[0][:1], t[1][:1], tau)
+
+
+@pytest.mark.parametrize("method", ["anomalyclr", "darkclr"])
+def test_clr_training_separates_anomaly_views_and_scores_the_representation(method: str) -> None:
+    """Tiny AnomalyCLR (L_AnomCLR, pT/multiplicity shifts) and DarkCLR (L_AnomCLR+, dropping) runs on toy jets: the
+    loss falls, and on unseen jets the head output moves toward the physical view and away from the anomaly view,
+    what the anomaly term asks (a flipped sign would make the gap negative). The score is the norm of the
+    representation before the head. Measured gap (seeds 0 / 1 / 2), untrained <= 0.02, trained: AnomalyCLR
+    0.45 / 0.13 / 0.30, DarkCLR 0.17 / 0.12 / 0.06."""
+    x, m = _toy_jets(b=300, n=16, seed=0)
+    xh, mh = _toy_jets(b=200, n=16, seed=10)
+    small = {"embed": 16, "ff": 32, "out": 24, "heads": 2, "layers": 1, "n_constituents": 16, "extra_slots": 6}
+    model = CLRModel(method, **small, epochs=5, batch_size=50, lr=3e-3, seed=0)
+
+    def gap() -> float:
+        with torch.no_grad(), seeded(5):
+            xp, mp = augment.pad_slots(xh, mh, 6)
+            views = ((xp, mp), augment.physical_augment(xp, mp), model.anomaly_views(xp, mp))
+            z, zp, za = (model.model.eval()(encoder_inputs(a, b), b) for a, b in views)
+            cos = torch.nn.functional.cosine_similarity
+            return float((cos(z, zp) - cos(z, za)).mean())
+
+    with seeded(0):
+        c = model.config
+        model.model = ConstituentTransformer(4, c["embed"], c["ff"], c["heads"], c["layers"], c["out"], c["dropout"])
+    untrained = gap()
+    model.fit(x, m)
+    losses = model.history["train"]
+    assert losses[-1] < losses[0]
+    assert gap() > untrained + 0.04
+    h = model.represent(xh, mh)
+    assert h.shape == (len(xh), 16)  # the summed transformer output, not the head's 24
+    np.testing.assert_allclose(model.jet_scores(xh, mh), model.sign * h.norm(dim=1).numpy(), rtol=1e-6)
 
 
 def test_networks_are_permutation_invariant_and_sized() -> None:
@@ -261,14 +336,15 @@ def test_tag_n_train_improves_on_its_autoencoder(samples) -> None:
 def test_clr_representation_keeps_the_signal_information(samples) -> None:
     q, s = samples
     data, test = _split(q, s, 0)
-    r = CONSTITUENT_METHODS.get("clr").run(data, test, config={"epochs": 2, "max_train_jets": 4000}, seed=0)
+    r = CONSTITUENT_METHODS.get("clr").run(data, test, config={"epochs": 2, "max_train_jets": 3000}, seed=0)
     info = r.info
-    # Linear classifier on the frozen representation (trained on QCD jets only) vs on the raw constituents; measured
-    # (seeds 0 / 1 / 2) 0.869 / 0.860 / 0.878 vs 0.722 / 0.734 / 0.733. The norm score itself is not better than
-    # chance at this size (AUC 0.43-0.55): only its being finite and its sign convention are checked.
+    # Linear classifier on the frozen representation before the head (trained on QCD jets only, L_AnomCLR) vs on the
+    # raw constituents; measured (seeds 0 / 1) 0.889 / 0.882 vs 0.722 / 0.734 on 3,000 jets (4,000 before dropout 0.1
+    # made training slower; with 4,000: 0.885 / 0.879, and DarkCLR's L_AnomCLR+ 0.887 / 0.883).
     assert info["linear_test_auc"] > 0.8
     assert info["linear_test_auc"] > info["raw_linear_test_auc"] + 0.08
-    assert info["norm_sign"] == 1.0  # fixed by construction, never chosen on the test set
+    assert info["loss"] == "anomclr" and info["train_losses"][-1] < info["train_losses"][0]
+    # The norm score itself is near chance at this size (AUC 0.56 / 0.53): only its being finite is checked.
     assert np.isfinite(r.test_scores).all() and math.isfinite(evaluate_scores(test.label, r.test_scores)["auc"])
 
 

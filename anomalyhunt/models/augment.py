@@ -5,8 +5,9 @@ pT as a fraction of the jet's) with a boolean ``mask`` (B, N), True for real con
 
 *Physical* augmentations leave what an infrared- and collinear-safe observer sees unchanged (up to resolution) and
 make positive pairs: rotations about the jet axis, small translations, permutations, smearing of soft constituents'
-directions, collinear splittings. *Anomaly* augmentations change the jet in ways QCD does not (AnomalyCLR's
-negatives): more constituents at fixed total pT spread over the jet, reshuffled pT sharing, dropped constituents.
+directions, collinear splittings. *Anomaly* augmentations change the jet in ways QCD does not and make the anomaly
+views ``x*`` of the AnomCLR losses: more constituents at fixed total pT spread over the jet (multiplicity shifts) and
+reshuffled pT sharing (pT shifts), AnomalyCLR's; dropped constituents (with a dropping probability), DarkCLR's.
 
 All functions take a ``torch.Generator`` (``None``: torch's global one, which the training loop seeds) and return
 new tensors. Splittings need free (padded) slots: pad jets with :func:`pad_slots` first.
@@ -15,7 +16,7 @@ new tensors. Splittings need free (padded) slots: pad jets with :func:`pad_slots
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -169,16 +170,26 @@ def physical_augment(
     return permute(x, mask, gen)
 
 
-def anomaly_augment(x: Tensor, mask: Tensor, *, gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """One anomaly augmentation per jet (chosen uniformly among :data:`NEGATIVE`), then a random physical view, so
-    that only the anomaly distinguishes it from a positive."""
-    choice = torch.randint(0, len(NEGATIVE), (x.shape[0],), generator=gen, device=x.device)
-    outs = [multiplicity_shift(x, mask, gen=gen), pt_shift(x, mask, gen=gen), drop_constituents(x, mask, gen=gen)]
-    sel = choice[:, None]
-    xa = torch.zeros_like(x)
-    ma = torch.zeros_like(mask)
-    for k, (xk, mk) in enumerate(outs):
-        pick = sel == k
+def anomaly_augment(
+    x: Tensor, mask: Tensor, which: Sequence[str] = NEGATIVE, *, drop_prob: float = 0.3,
+    gen: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One anomaly augmentation per jet, chosen uniformly among ``which`` (names in :data:`NEGATIVE`;
+    ``drop_prob``: :func:`drop_constituents`' dropping probability), then a random physical view, so that only the
+    anomaly distinguishes it from a positive."""
+    unknown = sorted(set(which) - set(NEGATIVE))
+    if not which or unknown:
+        raise ValueError(f"anomaly augmentations {list(which)!r}: choose among {list(NEGATIVE)}")
+    ops: dict[str, Augmentation] = {
+        "multiplicity_shift": lambda a, m: multiplicity_shift(a, m, gen=gen),
+        "pt_shift": lambda a, m: pt_shift(a, m, gen=gen),
+        "drop_constituents": lambda a, m: drop_constituents(a, m, drop_prob, gen=gen),
+    }
+    choice = torch.randint(0, len(which), (x.shape[0], 1), generator=gen, device=x.device)
+    xa, ma = torch.zeros_like(x), torch.zeros_like(mask)
+    for k, name in enumerate(which):
+        xk, mk = ops[name](x, mask)
+        pick = choice == k
         xa = torch.where(pick[..., None], xk, xa)
         ma = torch.where(pick, mk, ma)
     return physical_augment(xa, ma, gen=gen)
