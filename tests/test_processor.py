@@ -152,7 +152,7 @@ def test_generated_signal_peaks_at_the_resonance_masses(generated_features):
     # two-prong jets: lower tau21 than QCD jets
     assert sig["tau21_j2"].median() < qcd["tau21_j2"].median() - 0.1
     assert (sig["mj1"] <= sig["mj2"]).all() and (sig["label"] == 1).all()
-    assert out["hists"]["mjj"][{"dataset": "sig"}].sum() == len(sig)
+    assert out["hists"]["mjj"][{"dataset": "sig"}].sum().value == len(sig)
 
 
 def test_clouds_and_images_are_relative_to_the_jet(generated_features):

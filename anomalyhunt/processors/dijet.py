@@ -22,11 +22,12 @@ from .jets import cluster_leading_jets, nsubjettiness, to_pseudojets
 CUTS = ("two_jets", "trigger")
 
 
-def empty_histograms(weighted: bool = False) -> dict[str, hist.Hist]:
-    """The histograms the processor fills (dataset category axis; masses in GeV): with ``hist.storage.Weight()``
-    for weighted events (sums of weights and of their squares), otherwise counts (``Double``)."""
+def empty_histograms() -> dict[str, hist.Hist]:
+    """The histograms the processor fills (dataset category axis; masses in GeV), with ``hist.storage.Weight()``
+    (sums of weights and of their squares; counts and variance = count for unweighted events), so that weighted and
+    unweighted datasets add up in any coffea accumulation."""
     ds = hist.axis.StrCategory([], growth=True, name="dataset", label="Dataset")
-    storage = hist.storage.Weight() if weighted else hist.storage.Double()
+    storage = hist.storage.Weight()
     return {
         "mjj": hist.Hist(ds, hist.axis.Regular(140, 0, 7000, name="mjj", label=r"$m_{JJ}$ [GeV]"), storage=storage),
         "mj1": hist.Hist(ds, hist.axis.Regular(100, 0, 1000, name="mj1", label=r"$m_{J_1}$ [GeV]"), storage=storage),
@@ -43,28 +44,12 @@ def empty_histograms(weighted: bool = False) -> dict[str, hist.Hist]:
 def fill_histograms(dataset: str, table: pd.DataFrame) -> dict[str, hist.Hist]:
     """The histograms of one feature table, weighted by its ``weight`` column where it has one."""
     weight = table["weight"].to_numpy() if "weight" in table.columns else None
-    hists = empty_histograms(weighted=weight is not None)
+    hists = empty_histograms()
     for name in ("mjj", "mj1", "mj2"):
         hists[name].fill(dataset=dataset, **{name: table[name].to_numpy()}, weight=weight)
     for j in ("j1", "j2"):
         hists["tau21"].fill(dataset=dataset, jet=j, tau21=table[f"tau21_{j}"].to_numpy(), weight=weight)
     return hists
-
-
-def with_weight_storage(hists: dict[str, hist.Hist]) -> dict[str, hist.Hist]:
-    """Count histograms as ``Weight`` storage (variance = count, exact for unit weights): ``hist`` cannot add the two
-    storages, so unweighted datasets' histograms join weighted ones' this way."""
-    out = {}
-    for name, h in hists.items():
-        if h.storage_type is hist.storage.Weight:
-            out[name] = h
-            continue
-        w = hist.Hist(*h.axes, storage=hist.storage.Weight())
-        view = w.view(flow=True)
-        view.value = h.view(flow=True)
-        view.variance = h.view(flow=True)
-        out[name] = w
-    return out
 
 
 def source_name(dataset: str, filename: str | None) -> str:
@@ -91,7 +76,7 @@ class DijetProcessor(processor.ProcessorABC):
     ``label``; constructor arguments override the format's defaults for every dataset. With ``luminosity`` (pb^-1),
     ``xsec`` (pb) and ``sum_w`` (the sum of generator weights over all generated events of the dataset) it weights
     simulated events by ``gen_weight * xsec * luminosity / sum_w``: a ``weight`` column, histograms with
-    ``hist.storage.Weight()``, and the cut flow's sums of weights per step (``sumw``). Events with a non-finite or
+    ``hist.storage.Weight()`` (every dataset, so that all add up), and the cut flow's sums of weights per step (``sumw``). Events with a non-finite or
     negative-pT particle stop the run, or with ``skip_bad_input`` are skipped and counted (``failed_bad_input``). With ``out_dir`` set, each
     chunk's feature table is written to ``out_dir/<dataset>/features/<chunk>.parquet`` (and clouds/images alongside
     when asked), named uniquely per input file and entry range (:func:`~anomalyhunt.io.manifest.chunk_name`), so a

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import awkward as ak
-import hist
 import numpy as np
 import uproot
 from coffea import processor
@@ -27,7 +26,7 @@ from ..errors import InputError
 from ..features import write_feature_parquet
 from ..io.lhco import lhco_particle_events, read_lhco_features, read_lhco_particles
 from ..io.manifest import begin_dataset, chunk_name, file_identity
-from .dijet import DijetProcessor, empty_histograms, fill_histograms, normalisation, source_name, with_weight_storage
+from .dijet import DijetProcessor, empty_histograms, fill_histograms, normalisation, source_name
 
 if TYPE_CHECKING:  # datasets.py imports the format list from this package
     from ..datasets import Dataset
@@ -355,10 +354,7 @@ def _run(
         if chunks:
             acc, _ = ex(chunks, _Hdf5Task(proc), None)
             results.append(proc.postprocess(acc))
-    results = [r for r in results if r]
-    if any(h.storage_type is hist.storage.Weight for r in results for h in r.get("hists", {}).values()):
-        results = [{**r, "hists": with_weight_storage(r["hists"])} if "hists" in r else r for r in results]
-    return processor.accumulate(results)
+    return processor.accumulate([r for r in results if r])
 
 
 def _convert_features(ds: Dataset, out: Path) -> dict[str, Any]:
