@@ -210,6 +210,12 @@ def check_unit_weights(table: pd.DataFrame, where: str) -> None:
         if column not in table.columns or table.empty:
             continue
         w = table[column].to_numpy(dtype=np.float64)
+        missing = int(np.isnan(w).sum())
+        if 0 < missing < len(w):  # tables of weighted and unweighted datasets read together
+            raise InputError(where, f"{missing} of {len(w)} events have no {column} while the others have one: "
+                                    "weighted and unweighted datasets mixed; hunt them separately")  # fmt: skip
+        if missing:
+            continue
         if (w <= 0).any() or w.max() > w.min() * (1 + 1e-6):
             raise InputError(where, f"events carry generator weights ({column} {w.min():.4g} to {w.max():.4g}"
                                     f"{', some not positive' if (w <= 0).any() else ''}): search and hunt count "

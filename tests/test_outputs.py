@@ -8,6 +8,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -149,6 +150,11 @@ def test_weighted_events_are_refused_in_one_line(tmp_path, capsys):
     assert cli(["hunt", "--features", str(path), "--sr", "3.3:3.7", "--out", str(tmp_path / "h")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "events carry generator weights (gen_weight 1 to 2)" in err[0], err
+    table["gen_weight"] = np.where(table.index < 1000, 2.0, np.nan)  # one constant, beside unweighted events
+    table.to_parquet(path)
+    assert cli(["hunt", "--features", str(path), "--sr", "3.3:3.7", "--out", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "3000 of 4000 events have no gen_weight" in err[0], err
 
 
 def test_search_refuses_the_same_events_twice(tmp_path, capsys):
