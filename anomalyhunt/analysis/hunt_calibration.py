@@ -1,5 +1,6 @@
-"""Does a hunt's local significance hold under background only? Background-only hunts on disjoint subsamples
-(and, with signal injected, the sensitivity on the same machinery).
+"""Does a hunt's local significance hold under background only? Background-only hunts on disjoint subsamples or on
+Poisson replicas of the full sample (:mod:`~anomalyhunt.analysis.replicas`), and, with signal injected, the
+sensitivity on the same machinery.
 
 Every background-only sample goes through the whole hunt (generator and classifiers retrained, cuts, fits, the direct
 estimate); its local Z per window, cut and significance definition is one value. Three definitions are compared on
@@ -29,16 +30,25 @@ STATISTICS = ("z", "z_fixed", "z_direct")
 def calibration_values(
     bkg: pd.DataFrame, sig: pd.DataFrame, out: str | Path, *, methods: Sequence[str], n_samples: int,
     fraction: float, windows: Sequence[tuple[float, float]], features: Sequence[str], seed: int = 0,
-    n_signal: int = 0, settings: dict[str, Any] | None = None, progress: bool = True, **hunt_options: Any,
+    n_signal: int = 0, settings: dict[str, Any] | None = None, progress: bool = True, replicas: bool = False,
+    **hunt_options: Any,
 ) -> pd.DataFrame:
     """Run (or resume) the hunts; one row per sample, method, window and cut. ``n_signal`` > 0 injects that many
-    events of ``sig`` into every sample (a sensitivity study on the same machinery)."""
+    events of ``sig`` into every sample (a sensitivity study on the same machinery). ``replicas``: every sample is
+    the whole of ``bkg`` (``fraction`` must be 1) with its own Poisson(1) event counts, one split into data and
+    held-out parts for all, and its own training seeds."""
     from tqdm.auto import tqdm
 
     from ..resume import TaskLog
 
+    from ..errors import ConfigError
+    from .replicas import replica_weights
+
+    if replicas and fraction != 1:
+        raise ConfigError(f"Poisson replicas are of the full sample: fraction must be 1, not {fraction:g}")
     settings = {**(settings or {}), "fraction": fraction, "windows": [list(w) for w in windows],
-                "features": list(features), "seed": seed, "n_events": len(bkg), "n_signal": n_signal}  # fmt: skip
+                "features": list(features), "seed": seed, "n_events": len(bkg), "n_signal": n_signal,
+                **({"replicas": True} if replicas else {})}  # fmt: skip
     log = TaskLog(out, settings, "calibration study")
     rows = subsamples(len(bkg), fraction, n_samples, seed)
     todo = [(i, m) for i in range(n_samples) for m in methods if task_name(i, m) not in log.done]
@@ -46,9 +56,13 @@ def calibration_values(
         print(f"resuming: {len(log.done)} (sample, method) hunts already in {log.path}, {len(todo)} to run")
     desc = f"hunts with {n_signal} signal events" if n_signal else "background-only hunts"
     for i, method in tqdm(todo, desc=desc, unit="hunt", disable=not progress):
-        sample = bkg.iloc[rows[i]].reset_index(drop=True)
-        results = hunt_once(sample, sig, n_signal, seed + i, method=method, windows=windows, features=features,
-                            **hunt_options)  # fmt: skip
+        if replicas:
+            results = hunt_once(bkg, sig, n_signal, seed + i, method=method, windows=windows, features=features,
+                                weights=replica_weights(len(bkg), seed, i), split_seed=seed, **hunt_options)
+        else:
+            sample = bkg.iloc[rows[i]].reset_index(drop=True)
+            results = hunt_once(sample, sig, n_signal, seed + i, method=method, windows=windows, features=features,
+                                **hunt_options)  # fmt: skip
         log.record(task_name(i, method), [{"sample": i, **value_row(row)} for r in results for row in r.rows()
                                           if row["efficiency"] < 1.0])  # fmt: skip
     return pd.DataFrame([r for r in log.rows() if r["sample"] < n_samples and r["method"] in methods])

@@ -38,12 +38,16 @@ def subsamples(n_events: int, fraction: float, n: int, seed: int) -> list[np.nda
 
 
 def hunt_once(bkg: pd.DataFrame, sig: pd.DataFrame, n_signal: int, seed: int, *, method: str,
-              windows: Sequence[tuple[float, float]], features: Sequence[str], **hunt_options: Any) -> list:
-    """One sliding-window hunt of ``method`` on ``bkg`` with ``n_signal`` events of ``sig`` injected."""
-    s = inject_signal(bkg, sig, regions=Regions((2.8, 7.0)), n_signal=n_signal, seed=seed, features=features,
-                      test_fraction=0.15, idealized_fraction=0.15)  # fmt: skip
+              windows: Sequence[tuple[float, float]], features: Sequence[str], weights: np.ndarray | None = None,
+              split_seed: int | None = None, **hunt_options: Any) -> list:
+    """One sliding-window hunt of ``method`` on ``bkg`` with ``n_signal`` events of ``sig`` injected; ``weights``:
+    event counts of the ``bkg`` rows (a Poisson replica); ``split_seed`` (default ``seed``) splits the background
+    into data and held-out parts, so that replicas of one sample share that split."""
+    s = inject_signal(bkg, sig, regions=Regions((2.8, 7.0)), n_signal=n_signal,
+                      seed=seed if split_seed is None else split_seed, features=features, test_fraction=0.15,
+                      idealized_fraction=0.15, weights=weights)  # fmt: skip
     _, results = hunt_windows(s.x, s.m, windows, [method], x_ideal=s.x_ideal, m_ideal=s.m_ideal, seed=seed,
-                              progress=False, **hunt_options)  # fmt: skip
+                              progress=False, w=s.w, w_ideal=s.w_ideal, **hunt_options)  # fmt: skip
     return results
 
 

@@ -102,6 +102,8 @@ class InjectedSample:
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     x_reserved: np.ndarray | None = None
     m_reserved: np.ndarray | None = None
+    w: np.ndarray | None = None  # event counts of the data (replica weights; injected signal counts once)
+    w_ideal: np.ndarray | None = None  # and of the held-out background
 
     @property
     def sr_mask(self) -> np.ndarray:
@@ -141,6 +143,7 @@ def inject_signal(
     test_signal_events: int | None = None,
     reserve_signal_events: int = 0,
     reserve_optional: bool = False,
+    weights: np.ndarray | None = None,
 ) -> InjectedSample:
     """Build the data (background + ``n_signal`` signal events) and the held-out SR sets.
 
@@ -153,6 +156,10 @@ def inject_signal(
     the SR signal events left after injection, so that the test set keeps at least as many; more is an
     :class:`InputError`, or with ``reserve_optional`` no reserve at all (for methods that do not use it: the test
     set is then the one of a configuration without a reserve).
+
+    ``weights``: integer event counts of the background rows (Poisson replica weights,
+    :mod:`~anomalyhunt.analysis.replicas`), carried into the data (``w``) and the held-out background
+    (``w_ideal``); the split itself does not depend on them. The test set stays unweighted (truth metrics only).
     """
     regions = regions or Regions()
     feats = check_feature_columns(features, background, "background feature table")
@@ -228,6 +235,12 @@ def inject_signal(
     is_signal = np.concatenate([np.zeros(len(data_bkg), np.int8), np.ones(n_signal, np.int8)])
     # Shuffle so that the position in the data carries no truth.
     order = rng.permutation(len(m))
+    w = w_ideal = None
+    if weights is not None:
+        from .replicas import check_counts
+
+        counts = check_counts(weights, len(background), "background event counts")
+        w, w_ideal = np.concatenate([counts[data_bkg], np.ones(n_signal, np.int64)])[order], counts[ideal_bkg]
     return InjectedSample(
         features=feats,
         regions=regions,
@@ -251,6 +264,8 @@ def inject_signal(
         },
         x_reserved=x_sig[reserved],
         m_reserved=m_sig[reserved],
+        w=w,
+        w_ideal=w_ideal,
     )
 
 

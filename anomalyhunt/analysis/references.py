@@ -53,6 +53,7 @@ class Reference:
     n_dropped: int = 0  # template events dropped as non-finite
     data_map: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     member: np.ndarray | None = None  # which generator of an ensemble made each template event
+    w: np.ndarray | None = None  # event counts of reference events that are data (replica weights); None: 1 each
 
     def features(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Events as the classifier sees them."""
@@ -63,29 +64,37 @@ class Reference:
         return self.seconds_fit + self.seconds_sample
 
 
-def sideband_reference(x: np.ndarray, m: np.ndarray, regions: Regions) -> Reference:
+def sideband_reference(x: np.ndarray, m: np.ndarray, regions: Regions, w: np.ndarray | None = None) -> Reference:
     """CWoLa hunting: the data events in ``regions``' sidebands (pass narrow ones) are the reference."""
     rows = np.nonzero(regions.select_sb(m, "data"))[0]
-    return Reference(x[rows], m[rows], rows)
+    return Reference(x[rows], m[rows], rows, w=None if w is None else w[rows])
 
 
 def idealized_reference(x_ideal: np.ndarray | None, m_ideal: np.ndarray | None, regions: Regions, n: int,
-                        seed: int, span: tuple[float, float] | None = None) -> Reference:  # fmt: skip
-    """Up to ``n`` held-out true background events in the SR (or in the mass range ``span``), picked at random."""
+                        seed: int, span: tuple[float, float] | None = None,
+                        w_ideal: np.ndarray | None = None) -> Reference:  # fmt: skip
+    """Up to ``n`` held-out true background events in the SR (or in the mass range ``span``), picked at random
+    (with event counts ``w_ideal``: the fewest picks whose counts reach ``n``)."""
     if x_ideal is None:
         raise InputError("idealized", "the idealized reference needs held-out true background (a truth study)")
     inside = regions.sr_mask(m_ideal) if span is None else (m_ideal >= span[0]) & (m_ideal < span[1])
     if not inside.any():
         raise InputError("idealized", f"no held-out background in the {regions.name} (raise idealized_fraction)")
     x, m = x_ideal[inside], m_ideal[inside]
-    pick = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
-    return Reference(x[pick], m[pick])
+    perm = np.random.default_rng(seed).permutation(len(x))
+    if w_ideal is None:
+        pick = np.sort(perm[:n])
+        return Reference(x[pick], m[pick])
+    w = w_ideal[inside]
+    pick = np.sort(perm[: int(np.searchsorted(np.cumsum(w[perm]), n)) + 1])
+    return Reference(x[pick], m[pick], w=w[pick])
 
 
-def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray) -> str:
-    """What a shared fit depends on: the data themselves, the generator and its config (but not the SR)."""
+def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray, w: np.ndarray | None = None) -> str:
+    """What a shared fit depends on: the data themselves (and their counts), the generator and its config (but not
+    the SR)."""
     h = hashlib.blake2b(digest_size=16)
-    for a in (x, m):
+    for a in (x, m) if w is None else (x, m, w):
         h.update(np.ascontiguousarray(a).tobytes())
     conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
     h.update(json.dumps([type(gen).__name__, conf], sort_keys=True, default=str).encode())
@@ -94,38 +103,45 @@ def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray) -> str:
 
 def template_reference(
     gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int, name: str = "template",
-    shared: SharedFits | None = None, span: tuple[float, float] | None = None,
+    shared: SharedFits | None = None, span: tuple[float, float] | None = None, w: np.ndarray | None = None,
 ) -> Reference:
     """Fit the (unfitted) generator ``gen`` -- or take an earlier SR's fit from ``shared`` -- and sample ``n``
     template events (``gen.config['n_template']`` overrides ``n``) at masses from a KDE of the SR data, or of the
-    data in the mass range ``span`` (TeV) around the SR (a classifier trained across SR and sidebands)."""
-    key = _fingerprint(gen, x, m) if (shared is not None and shares_training(gen)) else None
+    data in the mass range ``span`` (TeV) around the SR (a classifier trained across SR and sidebands). Event
+    counts ``w`` weight the fit and the KDE (:mod:`~anomalyhunt.analysis.replicas`)."""
+    from .replicas import repeat_rows
+
+    key = _fingerprint(gen, x, m, w) if (shared is not None and shares_training(gen)) else None
     reused = key is not None and key in shared
     if reused:
         gen, t_model = shared[key]
         t_fit = 0.0
     else:
         t0 = time.perf_counter()
-        fit_generator(gen, x, m, regions)
+        fit_generator(gen, x, m, regions, w)
         t_fit = t_model = time.perf_counter() - t0
         if key is not None:
             shared[key] = (gen, t_fit)
     t0 = time.perf_counter()
     n = int(gen.config.get("n_template") or n)
     sr = regions.select_sr(m, "data")
-    around = None if span is None else (span, m[(m >= span[0]) & (m < span[1])])
-    x_t, m_t = sample_template(gen, x[sr], m[sr], regions.sr, n, seed, name, around)
+    ws = None if w is None else w[sr]
+    inside = None if span is None else (m >= span[0]) & (m < span[1])
+    around = None if span is None else (span, repeat_rows(m[inside], None if w is None else w[inside]))
+    x_t, m_t = sample_template(gen, repeat_rows(x[sr], ws), repeat_rows(m[sr], ws), regions.sr, n, seed, name,
+                               around)  # fmt: skip
     return Reference(x_t, m_t, None, t_fit, time.perf_counter() - t0, t_model, reused, n - len(x_t))
 
 
 def ensemble_reference(
     make: Callable[[int], Any], k: int, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
     name: str = "template", shared: SharedFits | None = None, span: tuple[float, float] | None = None,
+    w: np.ndarray | None = None,
 ) -> Reference:
     """``k`` generators ``make(0) ... make(k - 1)`` (independent trainings: other seeds), each fitted and sampled
     as :func:`template_reference` with ``n / k`` events; the reference is their union, each event marked with the
     generator that made it, so that the spread between trainings can be measured on it (direct estimation)."""
-    refs = [template_reference(make(i), x, m, regions, -(-int(n) // k), seed + 101 * i, name, shared, span)
+    refs = [template_reference(make(i), x, m, regions, -(-int(n) // k), seed + 101 * i, name, shared, span, w)
             for i in range(k)]  # fmt: skip
     return Reference(
         np.concatenate([r.x for r in refs]), np.concatenate([r.m for r in refs]), None,
@@ -136,17 +152,19 @@ def ensemble_reference(
 
 
 def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
-                     span: tuple[float, float] | None = None) -> Reference:  # fmt: skip
+                     span: tuple[float, float] | None = None, w: np.ndarray | None = None) -> Reference:  # fmt: skip
     """LaCATHODE: fit the flow ``gen`` on the sidebands; the reference is ``n`` draws of its N(0, I) base (standing
     for background at masses of the SR data, or of the data in ``span``) and the data enter the classifier through
     :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`."""
     from ..models.cathode import sample_sr_masses
+    from .replicas import repeat_rows
 
     t0 = time.perf_counter()
-    fit_generator(gen, x, m, regions)
+    fit_generator(gen, x, m, regions, w)
     t_fit = time.perf_counter() - t0
     z = np.random.default_rng(seed).standard_normal((int(n), x.shape[1]))
     lo, hi = regions.sr if span is None else span
     inside = (m >= lo) & (m < hi)
-    masses = sample_sr_masses(m[inside], int(n), seed=seed, bounds=(lo, hi))  # where these draws stand for background
+    masses = sample_sr_masses(repeat_rows(m[inside], None if w is None else w[inside]), int(n), seed=seed,
+                              bounds=(lo, hi))  # where these draws stand for background
     return Reference(z, masses, None, t_fit, 0.0, t_fit, data_map=gen.latent)

@@ -31,14 +31,28 @@ def shares_training(gen: TemplateGenerator) -> bool:
     return gen.trains_on == "all" and not gen.config.get("mask_sr", False)
 
 
-def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions) -> TemplateGenerator:
-    """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks."""
+def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions,
+                  w: np.ndarray | None = None) -> TemplateGenerator:
+    """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks. With event counts ``w``
+    (:mod:`~anomalyhunt.analysis.replicas`) each event counts ``w`` times in the loss: the events are split into
+    training and validation first (the generator's ``val_fraction`` and ``seed``), then repeated, so that the
+    copies of an event never sit on both sides of the split."""
+    from .replicas import repeat_rows
+
     if gen.trains_on == "sidebands":
-        sb = regions.select_sb(m, "data")
-        return gen.fit(x[sb], m[sb])
-    if gen.trains_on == "all":
-        return gen.fit(x, m)
-    raise ConfigError(f"{type(gen).__name__}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
+        keep = regions.select_sb(m, "data")
+    elif gen.trains_on == "all":
+        keep = np.ones(len(m), bool)
+    else:
+        raise ConfigError(f"{type(gen).__name__}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
+    if w is None:
+        return gen.fit(x[keep], m[keep])
+    from ..models.preprocessing import validation_split
+
+    x, m, w = x[keep], m[keep], w[keep]
+    tr, va = validation_split(len(x), float(gen.config.get("val_fraction", 0.2)), int(gen.config.get("seed", 0)))
+    return gen.fit(repeat_rows(x[tr], w[tr]), repeat_rows(m[tr], w[tr]), repeat_rows(x[va], w[va]),
+                   repeat_rows(m[va], w[va]))
 
 
 def sample_template(

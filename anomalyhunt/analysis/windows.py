@@ -57,6 +57,7 @@ class WindowResult:
     mjj: np.ndarray | None = None
     ref_scores: np.ndarray | None = None  # out-of-fold scores of the reference (template) events, and their mjj
     ref_mjj: np.ndarray | None = None
+    weights: np.ndarray | None = None  # event counts of the scored data events (replica weights); None: 1 each
     efficiency_errors: dict[float, float] = field(default_factory=dict)  # relative SR efficiency error per cut
     direct: dict[float, dict[str, float]] = field(default_factory=dict)  # direct estimate per cut (direct_count)
     closure: dict[float, float] = field(default_factory=dict)  # its relative closure uncertainty per cut
@@ -144,9 +145,10 @@ def apply_cuts(
     local = window_edges(edges, res.window, margin)
     inside = (res.mjj >= local[0]) & (res.mjj < local[-1])
     mjj, scores = res.mjj[inside], res.scores[inside]
+    weights = None if res.weights is None else res.weights[inside]
     if calibration == "sidebands":
         cuts = efficiency_cuts(scores, mjj, efficiencies, edges=local, signal_region=(lo, hi), degree=2,
-                               n_bootstrap=n_bootstrap, seed=seed)  # fmt: skip
+                               n_bootstrap=n_bootstrap, seed=seed, weights=weights)  # fmt: skip
         selected = {eff: c.selected for eff, c in cuts.items()}
         errors = {eff: c.rel_error for eff, c in cuts.items()}
     elif calibration == "template":
@@ -155,7 +157,11 @@ def apply_cuts(
         errors = {eff: float(np.sqrt((1 - eff) / (eff * n_ref))) for eff in selected}  # binomial, reference size
     else:
         raise ConfigError(f"unknown cut calibration {calibration!r}: use 'sidebands' or 'template'")
-    res.hists = {1.0: mjj_hist(mjj, local)} | {eff: mjj_hist(mjj[sel], local) for eff, sel in selected.items()}
+
+    def hist_of(sel: np.ndarray) -> Any:
+        return mjj_hist(mjj[sel], local, weights=None if weights is None else weights[sel])
+
+    res.hists = {1.0: hist_of(np.ones(len(mjj), bool))} | {eff: hist_of(sel) for eff, sel in selected.items()}
     res.efficiency_errors = {1.0: 0.0} | errors
     res.hunts = {eff: bump_hunt(h, (lo, hi), efficiency_error=res.efficiency_errors[eff], seed=seed)
                  for eff, h in res.hists.items()}  # fmt: skip
@@ -234,6 +240,8 @@ def hunt_windows(
     sideband_width: float | None = None,
     train_on: str = "sr",
     template_ensemble: int = 1,
+    w: np.ndarray | None = None,
+    w_ideal: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
     per-window results (fits and histograms for plots). Generators that train on all data train once; those that
@@ -245,14 +253,28 @@ def hunt_windows(
     there too), so that the score means the same at every mass the cut and fit use.
 
     ``template_ensemble``: a template generator is trained that many times (other seeds) and the template is their
-    union; the direct estimate's template uncertainty is then the spread of the trainings' pass fractions."""
+    union; the direct estimate's template uncertainty is then the spread of the trainings' pass fractions.
+
+    ``w`` / ``w_ideal``: integer event counts of the data / held-out background (Poisson replica weights,
+    :mod:`~anomalyhunt.analysis.replicas`): every event counts that many times in every fit, cut, histogram and
+    count, while staying one row in the k-fold split; events of count 0 are dropped first."""
     from tqdm.auto import tqdm
 
     from ..models.kfold import kfold_classify
     from .references import ensemble_reference, idealized_reference, latent_reference, sideband_reference
     from .templates import make_generator
 
+    from .replicas import check_counts, total
+
     check_train_on(train_on, methods)
+    w, w_ideal = check_counts(w, len(m), "data event counts"), check_counts(
+        w_ideal, 0 if m_ideal is None else len(m_ideal), "held-out background event counts")
+    if w is not None and calibration != "sidebands":
+        raise ConfigError("event counts (replica weights) need the sideband cut calibration")
+    if w is not None:
+        x, m, w = x[w > 0], m[w > 0], w[w > 0]
+    if w_ideal is not None:
+        x_ideal, m_ideal, w_ideal = x_ideal[w_ideal > 0], m_ideal[w_ideal > 0], w_ideal[w_ideal > 0]
     fit_mask = (m * 1000 >= edges[0]) & (m * 1000 < edges[-1])
     results: list[WindowResult] = []
     generator_config = generator_config or {}
@@ -264,19 +286,19 @@ def hunt_windows(
         regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
         # the events the classifier trains on as data: the SR, or the SR and its sidebands
-        w = (sideband_width if sideband_width is not None else margin / 1000.0) if train_on == "window" else 0.0
-        span = (round(window[0] - w, 9), round(window[1] + w, 9)) if train_on == "window" else None
+        side = (sideband_width if sideband_width is not None else margin / 1000.0) if train_on == "window" else 0.0
+        span = (round(window[0] - side, 9), round(window[1] + side, 9)) if train_on == "window" else None
         train = sr if span is None else (m >= span[0]) & (m < span[1])
-        n_ref = oversample * int(train.sum())
+        n_ref = oversample * total(train, w)
         ref_seed = seed + 31 * i
         if method == CWOLA:
-            ref = sideband_reference(x, m, Regions(tuple(window), CWOLA_SIDEBAND_WIDTH))
+            ref = sideband_reference(x, m, Regions(tuple(window), CWOLA_SIDEBAND_WIDTH), w)
         elif method == IDEALIZED:
             ref = idealized_reference(x_ideal, m_ideal, regions, n_ref, int(np.random.SeedSequence([seed, i, 5])
-                                                                                .generate_state(1)[0]), span)  # fmt: skip
+                                                                                .generate_state(1)[0]), span, w_ideal)  # fmt: skip
         elif method == LACATHODE:
             gen = make_generator("cathode", generator_config.get(method), seed=seed, progress=progress)
-            ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span)
+            ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span, w)
         else:
             def make(k: int, method: str = method, window: tuple = window) -> Any:
                 cfg = dict(generator_config.get(method) or {})
@@ -284,7 +306,8 @@ def hunt_windows(
                     cfg["seed"] = int(cfg["seed"]) + k  # an ensemble member is another training
                 return make_generator(method, cfg, seed=seed + k, progress=progress, sr=list(window))
 
-            ref = ensemble_reference(make, template_ensemble, x, m, regions, n_ref, ref_seed, method, shared, span)
+            ref = ensemble_reference(make, template_ensemble, x, m, regions, n_ref, ref_seed, method, shared, span,
+                                     w)  # fmt: skip
         test_sel = None if m_test is None else regions.sr_mask(m_test)
         # data against the reference; every other event of the fit range scored too, out of fold
         others = fit_mask & ~train
@@ -292,8 +315,9 @@ def hunt_windows(
             others[ref.rows] = False  # reference events that are data keep their out-of-fold reference scores
         x_t = None if test_sel is None else ref.features(x_test[test_sel], m_test[test_sel])
         kf = kfold_classify(ref.features(x[train], m[train]), ref.x, x_t,
-                            x_other=ref.features(x[others], m[others]), classifier=classifier,
-                            classifier_config=classifier_config, folds=folds, seed=seed + i)  # fmt: skip
+                            x_other=ref.features(x[others], m[others]), w1=None if w is None else w[train], w0=ref.w,
+                            classifier=classifier, classifier_config=classifier_config, folds=folds,
+                            seed=seed + i)  # fmt: skip
         scores = np.full(len(m), np.nan)
         scores[train], scores[others] = kf.scores_1, kf.other_scores
         if ref.rows is not None:
@@ -302,12 +326,14 @@ def hunt_windows(
         res = WindowResult(method, tuple(window), {}, {}, seconds_train=kf.seconds,
                            seconds_template=ref.seconds_template, template=ref.x if keep_templates else None,
                            scores=scores[scored], mjj=m[scored] * 1000.0, ref_scores=kf.scores_0,
-                           ref_mjj=ref.m * 1000.0)  # fmt: skip
+                           ref_mjj=ref.m * 1000.0, weights=None if w is None else w[scored])  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
         in_sr, ref_sr = sr[train], regions.sr_mask(ref.m)  # the direct estimate counts the SR only
         members = None if ref.member is None or template_ensemble < 2 else ref.member[ref_sr]
+        w_sr = None if w is None else w[train][in_sr]
+        w_ref = None if ref.w is None else ref.w[ref_sr]
         res.direct = {eff: direct_count(kf.scores_1[in_sr], kf.fold_1[in_sr], kf.scores_0[ref_sr], kf.fold_0[ref_sr],
-                                        eff, members) for eff in efficiencies}  # fmt: skip
+                                        eff, members, w_sr, w_ref) for eff in efficiencies}  # fmt: skip
         if kf.test_scores is not None and y_test[test_sel].min() != y_test[test_sel].max():
             res.metrics = metrics.summarize(y_test[test_sel], kf.test_scores)
             res.test_scores, res.test_labels = kf.test_scores, y_test[test_sel]
@@ -319,7 +345,7 @@ def hunt_windows(
 
 def direct_count(
     sr_scores: np.ndarray, sr_folds: np.ndarray, ref_scores: np.ndarray, ref_folds: np.ndarray, efficiency: float,
-    ref_members: np.ndarray | None = None,
+    ref_members: np.ndarray | None = None, sr_weights: np.ndarray | None = None, ref_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Direct background estimation for one cut (arXiv 2411.00085): per fold, the threshold is the reference's
     (1 - efficiency) score quantile, and the expected background after the cut is the background fraction above it
@@ -330,13 +356,20 @@ def direct_count(
     event) also ``template_error``: the spread of the members' own pass fractions above the same threshold, over
     the square root of their number -- the template's uncertainty from retraining (it includes each member's
     counting noise), which then replaces the statistical error. The mismodelling common to all trainings enters
-    through :func:`add_closure`."""
+    through :func:`add_closure`.
+
+    ``sr_weights`` / ``ref_weights``: integer event counts (replica weights); an event counts that many times,
+    exactly as that many copies of it in its fold would."""
+    from .replicas import repeat_rows
+
     observed = expected = var = 0.0
     members = np.unique(ref_members) if ref_members is not None else np.empty(0)
     per_member = np.zeros(len(members))
     for k in np.unique(ref_folds):
         in_k = ref_folds == k
-        ref_k, sr_k = np.sort(ref_scores[in_k])[::-1], sr_scores[sr_folds == k]
+        w_k = None if ref_weights is None else ref_weights[in_k]
+        ref_k = np.sort(repeat_rows(ref_scores[in_k], w_k))[::-1]
+        sr_k = repeat_rows(sr_scores[sr_folds == k], None if sr_weights is None else sr_weights[sr_folds == k])
         n, above = len(ref_k), int(efficiency * len(ref_k))
         # The threshold is the (above + 1)-th highest reference score: the background fraction above it follows
         # Beta(above + 1, n - above), mean (above + 1) / (n + 1) -- not above / n, which is biased low by ~1 / above.

@@ -628,6 +628,9 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=8, help="background-only samples per method (default 8)")
     p.add_argument("--fraction", type=float, default=0.25,
                    help="fraction of the QCD in each sample; disjoint within blocks of 1/fraction (default 0.25)")
+    p.add_argument("--replicas", action="store_true",
+                   help="every sample is the full QCD with Poisson(1) event counts (replica weights; no row "
+                        "duplicated) instead of a disjoint subsample; needs --fraction 1")
     p.add_argument("--features", action="append", metavar="FILE_OR_DIR",
                    help="background feature tables (label 0 rows; default: the QCD shipped with the package)")
     p.add_argument("--feature", action="append", metavar="COLUMN", help="classifier input (repeatable; default "
@@ -678,7 +681,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
         bkg, sig, args.out, methods=methods, n_samples=args.samples, fraction=args.fraction,
         windows=windows, features=features, seed=args.seed, n_signal=args.signal_events, settings=settings,
         efficiencies=EFFICIENCIES, generator_config=GENERATOR_CONFIG, classifier_config=CLASSIFIER_CONFIG,
-        sideband_width=SIDEBAND_WIDTH, train_on=args.train_on,
+        sideband_width=SIDEBAND_WIDTH, train_on=args.train_on, replicas=args.replicas,
     )  # fmt: skip
     if args.signal_events:
         sens = sensitivity(values)
@@ -693,7 +696,8 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
         return 0
     summary = summarize_calibration(values, per_block=max(int(1 / args.fraction), 1))
     (Path(args.out) / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
-    t = Table(title=f"background-only hunts: {len(bkg):,} QCD events, samples of {args.fraction:g}, "
+    kind = "Poisson replicas of all" if args.replicas else f"samples of {args.fraction:g}"
+    t = Table(title=f"background-only hunts: {len(bkg):,} QCD events, {kind}, "
                     f"{len(windows)} windows x {len(EFFICIENCIES)} cuts")
     for col in ("method", "local Z", "values", "pooled SD", "window means", "largest", "global p: median",
                 "KS p (uniform)"):  # fmt: skip
