@@ -149,6 +149,10 @@ class DijetProcessor(processor.ProcessorABC):
     when asked), named uniquely per input file and entry range (:func:`~anomalyhunt.io.manifest.chunk_name`), so a
     retried chunk overwrites its own file and two files never share one. The returned accumulator holds ``hist.Hist`` objects and the
     cut flow per dataset: ``input = passed + sum(failed_*)``.
+
+    In coffea's dask mode (``NanoEventsFactory.from_root(..., mode="dask")``, ``apply_to_fileset``) the same
+    per-chunk work is mapped over the partitions and everything returned is lazy (:meth:`_process_dask`); the CMS
+    formats of :data:`~.formats.DASK_FORMATS` only, without clouds, images or manifest.
     """
 
     def __init__(
@@ -540,7 +544,6 @@ class _DaskPartition:
         self.meta = meta
 
     def _empty(self, events) -> ChunkResult:
-        fmt = self.proc._settings(self.meta)[0]
         fields = events.fields
         zeros = {k: np.zeros(0) for k in JET_COLUMNS}
         has_ids = all(i in fields for i in ("run", "luminosityBlock", "event"))
@@ -548,7 +551,7 @@ class _DaskPartition:
         weighted = self.meta.get("luminosity") is not None
         table = assemble_table(
             zeros, zeros, label=None, event=np.zeros(0, np.int64), source="",
-            ids={c: np.zeros(0, np.int64) for c in EVENT_ID_COLUMNS} if has_ids and fmt != "physlite" else {},
+            ids={c: np.zeros(0, np.int64) for c in EVENT_ID_COLUMNS} if has_ids else {},
             gen_weight=np.zeros(0) if has_gen else None, weight=np.zeros(0) if weighted else None,
         )  # fmt: skip
         steps = {step: np.zeros(0, bool) for step in ("input", *CUT_STEPS)}
