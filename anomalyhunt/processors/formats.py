@@ -31,3 +31,21 @@ CONVENTIONS: dict[str, FormatConventions] = {
     "lhco-particles": FormatConventions(1.0, "kt", puppi=False, recluster=True),
     "generated": FormatConventions(1.0, "kt", puppi=False, recluster=True),
 }
+
+
+#: The branches the dijet processor reads from each ROOT format, the required ones (a file without them is refused)
+#: and the ones read where present (``PFCands_puppiWeight`` only with PUPPI, ``FatJet_rawFactor``, the event
+#: identifiers, the generator weight). In coffea's dask mode the processor reads nothing else: its necessary columns
+#: are a subset of these.
+BRANCHES: dict[str, tuple[str, ...]] = {
+    "pfnanoaod": ("nPFCands", "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "PFCands_puppiWeight",
+                  "run", "luminosityBlock", "event", "genWeight"),
+    "nanoaod": ("nFatJet", "FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJet_rawFactor", "FatJet_tau1",
+                "FatJet_tau2", "FatJet_tau3", "run", "luminosityBlock", "event", "genWeight"),
+    "physlite": (*(f"AnalysisLargeRJetsAuxDyn.{b}" for b in ("pt", "eta", "phi", "m", "Tau1_wta", "Tau2_wta",
+                                                              "Tau3_wta")),
+                 *(f"EventInfoAuxDyn.{b}" for b in ("runNumber", "lumiBlock", "eventNumber", "mcEventWeights"))),
+}  # fmt: skip
+#: The formats the processor runs in coffea's dask mode (``NanoEventsFactory.from_root(..., mode="dask")``,
+#: ``coffea.dataset_tools.apply_to_fileset``); the others are eager only.
+DASK_FORMATS = ("nanoaod", "pfnanoaod")
