@@ -14,7 +14,7 @@ import uproot
 try:
     import dask
     import dask_awkward as dak
-except ImportError as err:  # a dependency (setup.cfg); an old development environment may lack it
+except ImportError as err:  # the [dask] and [test] extras (setup.cfg); a plain install lacks it
     if os.environ.get("CI"):
         raise
     pytest.skip(f"coffea's dask mode needs dask-awkward and dask-histogram ({err})", allow_module_level=True)
