@@ -328,7 +328,10 @@ def hunt_windows(
                            scores=scores[scored], mjj=m[scored] * 1000.0, ref_scores=kf.scores_0,
                            ref_mjj=ref.m * 1000.0, weights=None if w is None else w[scored])  # fmt: skip
         apply_cuts(res, efficiencies, edges, calibration=calibration, margin=margin, seed=seed)
-        in_sr, ref_sr = sr[train], regions.sr_mask(ref.m)  # the direct estimate counts the SR only
+        # the direct estimate counts the SR only; a reference of sideband data (CWoLa hunting) stands for the SR
+        # background as a whole (inputs that do not change across the window)
+        in_sr = sr[train]
+        ref_sr = regions.sr_mask(ref.m) if ref.rows is None else np.ones(len(ref.m), bool)
         members = None if ref.member is None or template_ensemble < 2 else ref.member[ref_sr]
         w_sr = None if w is None else w[train][in_sr]
         w_ref = None if ref.w is None else ref.w[ref_sr]
@@ -362,6 +365,8 @@ def direct_count(
     exactly as that many copies of it in its fold would."""
     from .replicas import repeat_rows
 
+    if len(ref_scores) == 0 or len(sr_scores) == 0:
+        return {"observed": float("nan"), "expected": float("nan"), "stat_error": float("nan")}
     observed = expected = var = 0.0
     members = np.unique(ref_members) if ref_members is not None else np.empty(0)
     per_member = np.zeros(len(members))
