@@ -86,7 +86,7 @@ def shipped_background():
     from anomalyhunt.demo import shipped_features
 
     t = shipped_features()
-    return t[t.label == 0].reset_index(drop=True).iloc[:60_000].reset_index(drop=True), t[t.label == 1]
+    return t[t.label == 0].reset_index(drop=True).iloc[:40_000].reset_index(drop=True), t[t.label == 1]
 
 
 def _hunt(x, m, x_i, m_i, **kw):
@@ -95,7 +95,7 @@ def _hunt(x, m, x_i, m_i, **kw):
 
 
 def test_hunt_counts_events_as_often_as_their_count(shipped_background):
-    """Idealized hunts of 60k shipped QCD events: count 0 is the same hunt without the event (dropped before any
+    """Idealized hunts of 40k shipped QCD events: count 0 is the same hunt without the event (dropped before any
     random split); count 2 for every event doubles the uncut histogram and both direct counts (class-balanced
     classifier weights and the reference's thresholds are unchanged by a common factor; the flat-efficiency cut is
     not: twice the events give its threshold curve twice the nodes)."""
@@ -103,7 +103,7 @@ def test_hunt_counts_events_as_often_as_their_count(shipped_background):
 
     bkg, _ = shipped_background
     x, m = feature_matrix(bkg, ["mj1", "delta_mj", "tau21_j1", "tau21_j2"]), mjj_tev(bkg)
-    x_i, m_i, x, m = x[:20_000], m[:20_000], x[20_000:], m[20_000:]
+    x_i, m_i, x, m = x[:12_000], m[:12_000], x[12_000:], m[12_000:]
     base = _hunt(x, m, x_i, m_i)
     keep = np.random.default_rng(6).uniform(size=len(m)) < 0.7
     dropped = _hunt(x[keep], m[keep], x_i, m_i)
