@@ -311,3 +311,18 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
     assert np.isfinite(cut.z_direct).all()
     config = json.loads((tmp_path / "ens" / "config.json").read_text())
     assert config["config"]["template_ensemble"] == 2
+
+
+def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_path):
+    """A large hunt with inputs that change with mjj and no null pseudo-experiments of its own data says that its
+    local Z is over-dispersed (the full-size replica calibration, README); decorrelated inputs, small samples and a
+    calibrating null study do not."""
+    from anomalyhunt.analysis.hunt import NullStudy
+    from anomalyhunt.commands.hunt import dispersion_note
+
+    assert dispersion_note(["mj1", "delta_mj"], 245_000, None)[0].startswith("Inputs mj1, delta_mj change with mjj")
+    assert dispersion_note([], 245_000, None) == []
+    assert dispersion_note(["mj1"], 50_000, None) == []
+    own = NullStudy(tmp_path, None, {}, "toys", calibrates=True)
+    assert dispersion_note(["mj1"], 245_000, own) == []
+    assert dispersion_note(["mj1"], 245_000, NullStudy(tmp_path, None, {}, "elsewhere"))

@@ -282,6 +282,7 @@ def run_hunt(
     label: str | None = None,
     plots: bool = True,
     title: str = "anomalyhunt bump hunt",
+    notes: Sequence[str] = (),
     console: Any = None,
     timings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
@@ -292,7 +293,7 @@ def run_hunt(
     significance comes from ``null`` (background-only hunts of the same windows, cuts and method: calibrated) or,
     without it, from fit-only toys (uncalibrated; none for ``direct``). Plots are drawn in the experiment's
     ``style`` and labelled ``label`` (default: Pythia 8 simulation; an analyst's data: e.g. "CMS Private Work"),
-    unless ``plots`` is false."""
+    unless ``plots`` is false. ``notes``: caveats printed and written at the top of the report."""
     from rich.console import Console
 
     from .histio import save_hists
@@ -338,11 +339,13 @@ def run_hunt(
     summary = summarize_hunt(hunt, significance, globals_)
     figures = make_plots(out / "plots", hunt, results, sample, style, significance, label) if plots else {}
     timings["total"] = before + time.perf_counter() - start
-    write_report(out, title, summary, hunt, figures, sample, timings, significance)
+    write_report(out, title, summary, hunt, figures, sample, timings, significance, notes)
     print_table(summary, title)
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
     (out / "summary.json").write_text(json.dumps(
         {"significance": significance, "data": sample.description, "fit_range_gev": [edges[0], edges[-1]],
-         "calibration": {m: g["calibration"] for m, g in globals_.items()},
+         "calibration": {m: g["calibration"] for m, g in globals_.items()}, "notes": list(notes),
          "summary": summary.to_dict(orient="records"), "timings": timings}, indent=2, default=float))  # fmt: skip
     console.print(f"report: {out / 'report.md'}  ({timings['total']:.0f} s in all)")
     return hunt
@@ -457,9 +460,10 @@ def make_plots(out: Path, hunt: pd.DataFrame, results: list, sample: HuntSample,
 
 
 def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFrame, plots: dict[str, list[Path]],
-                 sample: HuntSample, timings: dict[str, float], significance: str) -> Path:  # fmt: skip
+                 sample: HuntSample, timings: dict[str, float], significance: str,
+                 notes: Sequence[str] = ()) -> Path:  # fmt: skip
     lines = [
-        f"# {title}", "", f"Data: {sample.description}.", "",
+        f"# {title}", "", f"Data: {sample.description}.", "", *[f"**Note:** {n}\n" for n in notes],
         f"Local significance: `{significance}`. `fit-fixed`: binned Poisson likelihood ratio of dijet-function fits "
         "(background only vs background + a Gaussian at the window centre, 6% width), with the cut's SR efficiency "
         "uncertainty profiled; `fit-floating`: the same with the Gaussian's mean floating in the SR (`z` in the "
