@@ -43,6 +43,17 @@ class Configurable:
         return {**cls.DEFAULTS, **config}
 
 
+#: Settings every trained template generator shares: its preprocessing, the training loop's
+#: (:func:`~anomalyhunt.models.nn.train_loop`), the validation split, device, seed and sampling batch.
+TRAINING_DEFAULTS: dict[str, Any] = dict(
+    preprocessing="logit", margin=0.01, weight_decay=0.0, scheduler="cosine", patience=10, val_fraction=0.2,
+    device="auto", seed=0, progress=False, sample_batch=100_000,
+)  # fmt: skip
+#: Read by the pipeline, not the generator: the template masses come from a KDE of the SR data (``kde_bandwidth``;
+#: None: Scott's rule), ``oversample`` x the SR size of them unless ``n_template`` is set.
+TEMPLATE_DEFAULTS: dict[str, Any] = dict(kde_bandwidth=None, oversample=4, n_template=None)
+
+
 class TemplateGenerator(Configurable, abc.ABC):
     """Learns the background density p(x | m) and samples a template.
 

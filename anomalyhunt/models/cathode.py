@@ -17,7 +17,7 @@ import torch
 import zuko
 
 from ..errors import InputError
-from .base import GENERATORS, TemplateGenerator
+from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
@@ -76,27 +76,16 @@ class Cathode(TemplateGenerator):
 
     trains_on = "sidebands"
     DEFAULTS: dict[str, Any] = dict(
+        **TRAINING_DEFAULTS,
+        **TEMPLATE_DEFAULTS,
         flow="maf",
         transforms=6,
         hidden_features=[96, 96],
         bins=8,
-        preprocessing="logit",
-        margin=0.01,
         epochs=20,
         batch_size=1024,
         lr=3e-3,
-        weight_decay=0.0,
-        scheduler="cosine",
-        patience=10,
-        val_fraction=0.2,
         keep_best=1,
-        device="auto",
-        seed=0,
-        progress=False,
-        sample_batch=100_000,
-        kde_bandwidth=None,
-        oversample=4,
-        n_template=None,
     )
     PRESETS: dict[str, dict[str, Any]] = {
         # Hallin et al. 2022: MAF with 15 MADE blocks of 128 hidden units, 100 epochs, batch 256, lr 1e-4, the 10

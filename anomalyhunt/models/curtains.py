@@ -26,7 +26,7 @@ import torch
 import zuko
 
 from ..errors import ConfigError, InputError
-from .base import GENERATORS, TemplateGenerator
+from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
@@ -53,29 +53,18 @@ class Curtains(TemplateGenerator):
 
     trains_on = "sidebands"
     DEFAULTS: dict[str, Any] = dict(
+        **TRAINING_DEFAULTS,
+        **TEMPLATE_DEFAULTS,
         sr=None,
         sideband_width=0.4,
         transforms=4,
         hidden_features=[64, 64],
         bins=8,
-        preprocessing="logit",
-        margin=0.01,
         epochs=20,
         batch_size=1024,
         lr=1e-3,
-        weight_decay=0.0,
-        scheduler="cosine",
-        patience=10,
-        val_fraction=0.2,
         n_projections=64,
         mass_weight=3.0,
-        device="auto",
-        seed=0,
-        progress=False,
-        sample_batch=100_000,
-        kde_bandwidth=None,
-        oversample=4,
-        n_template=None,
     )
 
     def __init__(self, **config: Any) -> None:

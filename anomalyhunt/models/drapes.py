@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
-from .base import GENERATORS, TemplateGenerator
+from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .nn import FrequencyEmbedding, ResidualMLP, pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
@@ -121,12 +121,12 @@ class Drapes(TemplateGenerator):
 
     trains_on = "sidebands"
     DEFAULTS: dict[str, Any] = dict(
+        **TRAINING_DEFAULTS,
+        **TEMPLATE_DEFAULTS,
         hidden=64,
         n_blocks=3,
         dropout=0.0,
         n_noise_freqs=4,
-        preprocessing="logit",
-        margin=0.01,
         sigma_data=1.0,
         sigma_min=0.002,
         sigma_max=80.0,
@@ -142,18 +142,7 @@ class Drapes(TemplateGenerator):
         epochs=30,
         batch_size=512,
         lr=3e-3,
-        weight_decay=0.0,
-        scheduler="cosine",
-        patience=10,
-        val_fraction=0.2,
         keep_best=1,
-        device="auto",
-        seed=0,
-        progress=False,
-        sample_batch=100_000,
-        kde_bandwidth=None,
-        oversample=4,
-        n_template=None,
     )
     #: No "paper" preset: the DRAPES talk names the architecture (a dense residual network, EDM diffusion as in
     #: PC-Droid) but not its sizes, and a preset named after the paper must be the paper's.

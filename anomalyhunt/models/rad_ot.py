@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .base import GENERATORS, TemplateGenerator
+from .base import GENERATORS, TEMPLATE_DEFAULTS, TemplateGenerator
 from .preprocessing import check_events, make_pipeline
 
 __all__ = ["RadOT"]
@@ -36,14 +36,12 @@ class RadOT(TemplateGenerator):
 
     trains_on = "sidebands"
     DEFAULTS: dict[str, Any] = dict(
+        **TEMPLATE_DEFAULTS,
         preprocessing="standard",
         sideband_width=0.4,
         batch_size=1024,
         passes=10,
         seed=0,
-        kde_bandwidth=None,
-        oversample=4,
-        n_template=None,
     )
 
     def __init__(self, **config: Any) -> None:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
-from .base import GENERATORS, TemplateGenerator
+from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .nn import FrequencyEmbedding, ResidualMLP, pick_device, seeded, train_loop
 from .preprocessing import check_events, make_pipeline, validation_split
 
@@ -135,7 +135,7 @@ class Sigma(TemplateGenerator):
     """
 
     trains_on = "all"
-    DEFAULTS: dict[str, Any] = dict(
+    DEFAULTS: dict[str, Any] = TRAINING_DEFAULTS | TEMPLATE_DEFAULTS | dict(
         hidden=64,
         n_blocks=3,
         dropout=0.0,
@@ -166,25 +166,14 @@ class Sigma(TemplateGenerator):
         # midpoint steps (one RK4 step 0.647; steps bunched towards t = 1 no better). Each SR's template costs
         # n_steps x 2 network passes per event (x 2 for velocity interpolation): SIGMA's cost per further SR.
         n_steps=3,
-        preprocessing="logit",
-        margin=0.01,
         epochs=30,
         batch_size=512,
         lr=3e-3,
-        weight_decay=0.0,
-        scheduler="cosine",
-        patience=10,
-        val_fraction=0.2,
         keep_best=1,
-        device="auto",
-        seed=0,
-        progress=False,
         # Events per ODE batch: small enough that a batch's activations stay in the CPU cache (4096 events sampled
         # ~1.5x faster than 100k); a GPU wants more.
         sample_batch=4096,
-        kde_bandwidth=None,
         oversample=3,
-        n_template=None,
     )
     PRESETS: dict[str, dict[str, Any]] = {
         # The SIGMA paper's setup: 4 residual blocks of 256 with dropout 0.2, 9 mass and 3 time frequencies, AdamW
