@@ -291,6 +291,8 @@ def test_dense_autoencoder_method_is_reproducible_and_finds_the_signal(samples) 
 def _tnt_run(payload: tuple[str, int]):
     """Task: TNT (images, 4,000 training jets, 5 CNN epochs, seed 0) on the data with ``n_signal`` signal events,
     scored on the common test events; loads the processed sample itself (no images travel)."""
+    from anomalyhunt.models.constituents import CONSTITUENT_METHODS  # the worker's registry, not a copy of ours
+
     directory, n_signal = payload
     q = load_constituents(directory, "qcd", clouds=True, images=True)
     s = load_constituents(directory, "sig", clouds=True, images=True)
