@@ -27,6 +27,23 @@ def lhco_dir() -> Path:
     return _shared_dir("lhco-like")
 
 
+@pytest.fixture(scope="session")
+def particle_outputs(lhco_dir: Path, tmp_path_factory) -> Path:
+    """The particle-level QCD and signal files (5,000 + 2,000 events) through the dijet processor with clouds and
+    images, once per session: the constituent models' and the constituent searches' tests read the same output
+    (they only read it)."""
+    from anomalyhunt.datasets import Dataset
+    from anomalyhunt.processors import run_process
+
+    out = tmp_path_factory.mktemp("particle_outputs")
+    ds = {
+        "qcd": Dataset("qcd", "lhco-particles", [str(lhco_dir / "rnd_qcd_seed1001.particles.h5")], label=0),
+        "sig": Dataset("sig", "lhco-particles", [str(lhco_dir / "rnd_sig_3500_500_100.particles.h5")], label=1),
+    }
+    run_process(ds, out, chunksize=2500, write_clouds=True, write_images=True, status=False)
+    return out
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread_torch() -> None:
     # Two cores are shared by the test process and numpy/BLAS; one torch thread keeps runs predictable.

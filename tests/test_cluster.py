@@ -52,11 +52,12 @@ def dask_cluster(tmp: Path):
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for p in procs[::-1]:  # workers first, then the scheduler
-            p.terminate()
+        # Workers first, each closed while the scheduler still answers (terminated together, a worker waited 20 s
+        # for a scheduler that was gone), then the scheduler.
         for p in procs[::-1]:
+            p.terminate()
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:  # a worker still closing its connections: no need to wait on it
                 p.kill()
                 p.wait()

@@ -223,18 +223,10 @@ def test_registry_lists_the_methods() -> None:
 
 
 @pytest.fixture(scope="session")
-def processed(lhco_dir, tmp_path_factory):
-    """The particle-level QCD and signal files through the dijet processor, with clouds and images (~30 s)."""
-    from anomalyhunt.datasets import Dataset
-    from anomalyhunt.processors import run_process
-
-    out = tmp_path_factory.mktemp("constituents")
-    ds = {
-        "qcd": Dataset("qcd", "lhco-particles", [str(lhco_dir / "rnd_qcd_seed1001.particles.h5")], label=0),
-        "sig": Dataset("sig", "lhco-particles", [str(lhco_dir / "rnd_sig_3500_500_100.particles.h5")], label=1),
-    }
-    run_process(ds, out, chunksize=2500, write_clouds=True, write_images=True, status=False)
-    return out
+def processed(particle_outputs):
+    """The particle-level QCD and signal files through the dijet processor, with clouds and images (~30 s; shared with
+    tests/test_constituent_search.py through conftest.py)."""
+    return particle_outputs
 
 
 @pytest.fixture(scope="module")

@@ -87,18 +87,10 @@ def test_expand_gives_each_constituent_method_its_options() -> None:
 
 
 @pytest.fixture(scope="session")
-def constituent_dir(lhco_dir, tmp_path_factory):
-    """The particle-level QCD and signal files through the dijet processor, with clouds and images (~10 s)."""
-    from anomalyhunt.datasets import Dataset
-    from anomalyhunt.processors import run_process
-
-    out = tmp_path_factory.mktemp("constituent_search")
-    ds = {
-        "qcd": Dataset("qcd", "lhco-particles", [str(lhco_dir / "rnd_qcd_seed1001.particles.h5")], label=0),
-        "sig": Dataset("sig", "lhco-particles", [str(lhco_dir / "rnd_sig_3500_500_100.particles.h5")], label=1),
-    }
-    run_process(ds, out, chunksize=2500, write_clouds=True, write_images=True, status=False)
-    return out
+def constituent_dir(particle_outputs):
+    """The particle-level QCD and signal files through the dijet processor, with clouds and images (~10 s; shared with
+    tests/test_constituent_models.py through conftest.py)."""
+    return particle_outputs
 
 
 #: Injection and test-set settings shared by the runs below.

@@ -115,22 +115,43 @@ def test_table_without_mjj_is_one_line(small_tables, tmp_path, capsys):
     assert rc == 1 and len(err) == 1 and "no_mjj.parquet: no 'mjj' column" in err[0]
 
 
+#: The end-to-end hunts below: (method, --train-on), the longest first.
+E2E_RUNS = [("cathode", "window"), ("cathode", "sr"), ("lacathode", "sr")]
+
+
+@pytest.fixture(scope="module")
+def e2e_hunts(shipped, tmp_path_factory) -> dict[tuple[str, str], tuple[int, Path]]:
+    """The three hunts of :func:`test_hunt_on_unlabelled_data_finds_an_injected_resonance`, each the command line
+    in a Dask task on two local workers (one per CI core; the hunt itself uses one): (exit status, OUT) per run."""
+    from anomalyhunt.tasks import run_tasks
+
+    d = tmp_path_factory.mktemp("e2e_hunts")
+    qcd, sig = shipped
+    data, inject = d / "data.parquet", d / "signal.parquet"
+    qcd.iloc[:60_000].to_parquet(data)
+    sig.to_parquet(inject)
+    args, outs = [], []
+    for method, train_on in E2E_RUNS:
+        outs.append(d / f"hunt_{method}_{train_on}")
+        args.append(["hunt", "--features", str(data), "--inject", str(inject), "--signal-events", "580", "--method",
+                     method, "--generator-option", "epochs=8", "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--fit-toys",
+                     "0", "--efficiency", "0.01", "--seed", "3", "--train-on", train_on, "--out", str(outs[-1])]
+                    + ([] if (method, train_on) == ("cathode", "sr") else ["--no-plots"]))  # plots checked once
+    rcs = run_tasks(cli, args, workers=2)
+    return {run: (rc, out) for run, rc, out in zip(E2E_RUNS, rcs, outs)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method, train_on", [("cathode", "sr"), ("lacathode", "sr"), ("cathode", "window")])
-def test_hunt_on_unlabelled_data_finds_an_injected_resonance(shipped, tmp_path, method, train_on):
-    """Unlabelled QCD (100k events of the shipped sample, no label column) with 750 W' events injected from the
-    separate signal table: S/sqrt(B) ~ 4.3 in 3.3-3.7 TeV. CATHODE and LaCATHODE (CPU size), the classifier trained
-    in the SR or across SR and sidebands, the 1% cut: the window holding 3.5 TeV stands out; the one above it does
-    not. Measured z_fixed 8.9 vs 1.9 (CATHODE), 7.3 vs 0.9 (LaCATHODE), 6.9 vs 1.3 (CATHODE, window)."""
-    qcd, sig = shipped
-    data, inject = tmp_path / "data.parquet", tmp_path / "signal.parquet"
-    qcd.iloc[:100_000].to_parquet(data)
-    sig.to_parquet(inject)
-    out = tmp_path / "hunt"
-    rc = cli(["hunt", "--features", str(data), "--inject", str(inject), "--signal-events", "750", "--method",
-              method, "--generator-option", "epochs=8", "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--fit-toys", "0",
-              "--seed", "3", "--train-on", train_on, "--out", str(out)]
-             + ([] if (method, train_on) == ("cathode", "sr") else ["--no-plots"]))  # plots checked once; fmt: skip
+def test_hunt_on_unlabelled_data_finds_an_injected_resonance(e2e_hunts, method, train_on):
+    """Unlabelled QCD (60k events of the shipped sample, no label column) with 580 W' events injected from the
+    separate signal table: S/sqrt(B) ~ 4.3 in 3.3-3.7 TeV (~405 signal on 8,765 background events). CATHODE and
+    LaCATHODE (CPU size), the classifier trained in the SR or across SR and sidebands, the 1% cut (the only one
+    asserted, so the only one run besides no cut): the window holding 3.5 TeV stands out; the one above it does not.
+    Measured z_fixed at / away, seeds 3 (the test's) / 4 / 5: CATHODE 6.1 / -2.2, 6.3 / 0.9, 5.7 / -1.8; LaCATHODE
+    6.6 / 0.7, 6.5 / 1.2, 5.7 / -0.3; CATHODE (window) 6.8 / 2.9, 5.4 / 2.2, 6.0 / 0.0: at least 5.4 against the 3
+    asked, 3.2 apart against the 2 asked (on 100k events with 750 injected, seed 3: 8.9 / 1.9, 7.3 / 0.9, 6.9 / 1.3)."""
+    rc, out = e2e_hunts[(method, train_on)]
     assert rc == 0
     hunt = pd.read_csv(out / "hunt.csv")
     summary = json.loads((out / "summary.json").read_text())
@@ -141,7 +162,7 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(shipped, tmp_path, 
         assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "sr")), name
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
-    assert at.injected_in_sr > 450 and away.injected_in_sr < 100
+    assert at.injected_in_sr > 350 and away.injected_in_sr < 100  # 70% of the 580 in 3.3-3.7 TeV: 405 +- 11
     assert at.z_fixed > 3.0 and at.z_fixed > away.z_fixed + 2.0, (at.z_fixed, away.z_fixed)
     assert at.limit_obs > at.limit_exp  # an excess: the observed limit sits above the expected one
 
@@ -242,10 +263,11 @@ def test_null_model_keeps_the_signal_out(shipped, tmp_path):
 def test_null_toys_calibrate_resume_and_extend(small_tables, tmp_path, capsys):
     """`hunt --null-toys N`: pseudo-experiments of this table from its background-only model, one task per (toy,
     window); the global p-value counts them, a re-run resumes, a larger N adds toys, a torn log line reruns only
-    its task; a null study made for other data does not calibrate."""
+    its task; a null study made for other data does not calibrate. One cut level (1%) keeps the three hunts and the
+    toys' hunts to what the bookkeeping needs."""
     out = tmp_path / "hunt"
     args = ["hunt", "--features", str(small_tables["small"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--generator-option",
-            "epochs=2", "--fit-toys", "0", "--no-plots", "--out", str(out)]  # fmt: skip
+            "epochs=2", "--fit-toys", "0", "--efficiency", "0.01", "--no-plots", "--out", str(out)]  # fmt: skip
     assert cli([*args, "--null-toys", "2", "--scheduler", "sync"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calibration"]["cathode"].startswith("calibrated: 2 null pseudo-experiments from a background-only")
@@ -271,8 +293,8 @@ def test_null_toys_calibrate_resume_and_extend(small_tables, tmp_path, capsys):
     other, part = tmp_path / "other", tmp_path / "part.parquet"  # another table's pseudo-experiments as --null
     pd.read_parquet(small_tables["small"]).iloc[:15_000].to_parquet(part)
     assert cli(["hunt", "--features", str(part), "--sr", "3.3:3.7",
-                "--sr", "3.9:4.3", "--generator-option", "epochs=2", "--fit-toys", "0", "--seed", "1", "--no-plots",
-                "--null", str(out / "null-toys"), "--out", str(other)]) == 0  # fmt: skip
+                "--sr", "3.9:4.3", "--generator-option", "epochs=2", "--fit-toys", "0", "--efficiency", "0.01",
+                "--seed", "1", "--no-plots", "--null", str(out / "null-toys"), "--out", str(other)]) == 0  # fmt: skip
     label = json.loads((other / "summary.json").read_text())["calibration"]["cathode"]
     assert label.startswith("uncalibrated for this data"), label
 
@@ -302,9 +324,9 @@ def test_lacathode_latent_space_is_normal_for_sr_background(shipped):
 def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_tables, tmp_path):
     """`hunt --template-ensemble 2`: CATHODE trained twice (other seeds) per window; hunt.csv carries the
     spread of their pass fractions as the direct estimate's template error, and the two trainings differ (a spread
-    of zero would mean one model copied)."""
+    of zero would mean one model copied). One cut level (1%) besides no cut: the spread is checked per window."""
     base = ["hunt", "--features", str(small_tables["data"]), "--sr", "3.3:3.7", "--sr", "3.9:4.3",
-            "--generator-option", "epochs=2", "--fit-toys", "0", "--no-plots"]  # fmt: skip
+            "--generator-option", "epochs=2", "--fit-toys", "0", "--efficiency", "0.01", "--no-plots"]  # fmt: skip
     assert cli([*base, "--template-ensemble", "2", "--out", str(tmp_path / "ens")]) == 0
     cut = pd.read_csv(tmp_path / "ens" / "hunt.csv").query("efficiency < 1")
     assert cut.expected_direct_template.gt(0).all()  # (one training has none: tests/test_direct.py)

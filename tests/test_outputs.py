@@ -49,8 +49,9 @@ def test_files_sharing_a_name_do_not_overwrite_each_other_and_reruns_replace(tmp
     assert manifest["status"] == "complete" and manifest["total_rows"] == 30
     assert sorted(manifest["inputs"].values()) == [10, 10, 10] and len(manifest["chunks"]["features"]) == 3
 
-    # Another chunk size into the same OUT: the old chunks go, the counts stay exact.
-    res = run_process({"d": Dataset("d", "pfnanoaod", three_files)}, out, chunksize=4, status=False)
+    # Another chunk size into the same OUT: the old chunks go, the counts stay exact. (Every chunk opens its file
+    # anew, reading the PFNano tree's metadata: 5 events a chunk keep it to 6 chunks.)
+    res = run_process({"d": Dataset("d", "pfnanoaod", three_files)}, out, chunksize=5, status=False)
     files = list((out / "d" / "features").glob("*.parquet"))
     assert len(files) > 3 and _rows_on_disk(out / "d") == 30 == res["cutflow"]["d"]["passed"]
     assert len(load_feature_table(out / "d")) == 30
@@ -60,7 +61,7 @@ def test_rerun_of_one_dataset_keeps_the_others(tmp_path, three_files):
     out = tmp_path / "out"
     run_process({"a": Dataset("a", "pfnanoaod", three_files[:1]), "b": Dataset("b", "pfnanoaod", three_files[1:])},
                 out, status=False)  # fmt: skip
-    run_process({"a": Dataset("a", "pfnanoaod", three_files[:1])}, out, chunksize=3, status=False)
+    run_process({"a": Dataset("a", "pfnanoaod", three_files[:1])}, out, chunksize=5, status=False)
     table = load_feature_table(out)
     assert len(table) == 30
     assert (table["source"].astype(str).str.startswith("b/")).sum() == 20
@@ -180,14 +181,16 @@ def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path
 
     import psutil
 
-    (tmp_path / "d.yaml").write_text("datasets:\n  qcd: {format: lhco-particles, files: "
-                                     f"[{lhco_dir / 'rnd_qcd_seed1001.particles.h5'}]}}\n")  # fmt: skip
+    # The 2,000-event signal file (8 chunks), not the 5,000 QCD events: a stopped pool still finishes the chunks
+    # handed to it, and which events they hold does not matter here.
+    (tmp_path / "d.yaml").write_text("datasets:\n  sig: {format: lhco-particles, files: "
+                                     f"[{lhco_dir / 'rnd_sig_3500_500_100.particles.h5'}]}}\n")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "anomalyhunt.cli", "process", str(tmp_path / "d.yaml"), "--out",
                              str(tmp_path / "out"), "--executor", "futures", "--workers", "2", "--chunksize", "250",
                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "out" / "qcd" / "features").glob("*.parquet")):
+    while time.time() < deadline and not list((tmp_path / "out" / "sig" / "features").glob("*.parquet")):
         time.sleep(0.2)  # wait until the workers are writing chunks
     children = parent.children(recursive=True)
     assert children, "the pool never started"
@@ -200,7 +203,7 @@ def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path
         expected = {"SIGTERM": (143, "interrupted (SIGTERM)"), "SIGINT": (130, "interrupted (Ctrl-C)")}[signame]
         assert rc == expected[0] and len(err) == 1 and expected[1] in err[0], (rc, err)
     with pytest.raises(InputError, match="partial output"):
-        load_feature_table(tmp_path / "out" / "qcd")
+        load_feature_table(tmp_path / "out" / "sig")
 
 
 def test_sigterm_of_a_search_stops_its_dask_cluster(tmp_path):
