@@ -336,13 +336,15 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
 
 
 def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_path):
-    """A large hunt with inputs that change with mjj and no null pseudo-experiments of its own data says that its
-    local Z is over-dispersed (the full-size replica calibration, README); decorrelated inputs, small samples and a
-    calibrating null study do not."""
+    """A large hunt with inputs that change with mjj, the classifier trained on the SR and no null pseudo-experiments
+    of its own data says that its local Z is over-dispersed (the full-size replica calibration, README);
+    decorrelated inputs, small samples, a classifier trained across the window and a calibrating null study do
+    not."""
     from anomalyhunt.analysis.hunt import NullStudy
     from anomalyhunt.commands.hunt import dispersion_note
 
     assert dispersion_note(["mj1", "delta_mj"], 245_000, None)[0].startswith("Inputs mj1, delta_mj change with mjj")
+    assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "window") == []
     assert dispersion_note([], 245_000, None) == []
     assert dispersion_note(["mj1"], 50_000, None) == []
     own = NullStudy(tmp_path, None, {}, "toys", calibrates=True)
