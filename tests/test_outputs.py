@@ -106,6 +106,19 @@ def test_partial_and_mixed_outputs_are_refused_unless_allowed(tmp_path, three_fi
     assert len(table) == 5 and table.attrs["inputs"][0]["status"] == "partial"
 
 
+def test_a_chunk_cut_off_by_a_killed_run_is_one_line(tmp_path, three_files):
+    """A chunk file left empty by a run killed while writing it (SIGKILL mid-write) is named in one line, not a
+    pyarrow traceback; read anyway, it is the file that stops the read."""
+    out = tmp_path / "out"
+    run_process({"d": Dataset("d", "pfnanoaod", three_files[:2])}, out, chunksize=5, status=False)
+    chunk = sorted((out / "d" / "features").glob("*.parquet"))[1]
+    chunk.write_bytes(b"")
+    with pytest.raises(InputError, match=rf"1 unreadable chunk file\(s\), e.g. {chunk.name}"):
+        load_feature_table(out / "d")
+    with pytest.warns(UserWarning), pytest.raises(InputError, match=f"{chunk.name}: not a readable Parquet file"):
+        load_feature_table(out / "d", allow_partial=True)
+
+
 def test_duplicate_inputs_are_errors(tmp_path, three_files):
     base = Path(three_files[0]).parent.parent
     twice = base / "twice.yaml"
@@ -181,16 +194,16 @@ def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path
 
     import psutil
 
-    # The 2,000-event signal file (8 chunks), not the 5,000 QCD events: a stopped pool still finishes the chunks
-    # handed to it, and which events they hold does not matter here.
-    (tmp_path / "d.yaml").write_text("datasets:\n  sig: {format: lhco-particles, files: "
-                                     f"[{lhco_dir / 'rnd_sig_3500_500_100.particles.h5'}]}}\n")  # fmt: skip
+    # The 5,000 QCD events (20 chunks): with fewer (the 2,000-event signal file) the pool can finish every chunk
+    # before the signal arrives on idle cores, and there is nothing left to interrupt.
+    (tmp_path / "d.yaml").write_text("datasets:\n  qcd: {format: lhco-particles, files: "
+                                     f"[{lhco_dir / 'rnd_qcd_seed1001.particles.h5'}]}}\n")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "anomalyhunt.cli", "process", str(tmp_path / "d.yaml"), "--out",
                              str(tmp_path / "out"), "--executor", "futures", "--workers", "2", "--chunksize", "250",
                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "out" / "sig" / "features").glob("*.parquet")):
+    while time.time() < deadline and not list((tmp_path / "out" / "qcd" / "features").glob("*.parquet")):
         time.sleep(0.2)  # wait until the workers are writing chunks
     children = parent.children(recursive=True)
     assert children, "the pool never started"
@@ -203,7 +216,7 @@ def test_stopped_process_leaves_no_workers_and_a_partial_mark(lhco_dir, tmp_path
         expected = {"SIGTERM": (143, "interrupted (SIGTERM)"), "SIGINT": (130, "interrupted (Ctrl-C)")}[signame]
         assert rc == expected[0] and len(err) == 1 and expected[1] in err[0], (rc, err)
     with pytest.raises(InputError, match="partial output"):
-        load_feature_table(tmp_path / "out" / "sig")
+        load_feature_table(tmp_path / "out" / "qcd")
 
 
 def test_sigterm_of_a_search_stops_its_dask_cluster(tmp_path):

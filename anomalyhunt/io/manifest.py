@@ -135,7 +135,12 @@ def check_dataset_dir(dataset_dir: str | Path, allow_partial: bool = False) -> d
     """
     d = Path(dataset_dir)
     on_disk = _chunk_files(d)
-    rows_on_disk = sum(_parquet_rows(d / "features" / n) for n in on_disk.get("features", []))
+    rows_on_disk, unreadable = 0, []
+    for n in on_disk.get("features", []):
+        try:
+            rows_on_disk += _parquet_rows(d / "features" / n)
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: a chunk cut off by a killed run
+            unreadable.append(n)
     path = d / MANIFEST
     problem = None
     manifest: dict[str, Any] = {}
@@ -157,6 +162,9 @@ def check_dataset_dir(dataset_dir: str | Path, allow_partial: bool = False) -> d
             problem = f"mixed output: {extra} chunk file(s) not from the run in manifest.json, {gone} listed but gone"
         elif rows_on_disk != manifest.get("total_rows"):
             problem = f"mixed output: {rows_on_disk} rows on disk, manifest.json lists {manifest.get('total_rows')}"
+    if unreadable:
+        cut_off = f"{len(unreadable)} unreadable chunk file(s), e.g. {unreadable[0]} (cut off by a stopped run?)"
+        problem = cut_off if problem is None else f"{problem}; {cut_off}"
     summary = {
         "path": str(d),
         "status": "complete" if problem is None else "partial",
