@@ -19,7 +19,7 @@ conditional of width 0.2).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -131,15 +131,29 @@ class Curtains(TemplateGenerator):
         tr, va = validation_split(len(m), c["val_fraction"], c["seed"])
         torch.manual_seed(c["seed"])
         flow = self._build(x.shape[1])
-        n_proj, d = int(c["n_projections"]), x.shape[1]
+        hist = train_loop(
+            flow, self._objective(flow, z, self._scaler.transform_mass(m), tr, va), pairs(tr, c["seed"]),
+            pairs(va, c["seed"] + 1), epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
+            weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
+            progress=c["progress"], scheduler=c["scheduler"],
+        )  # fmt: skip
+        states = hist.pop("best_states")
+        flow.load_state_dict(states[0])
+        self._flow = flow.to(self.device).eval()
+        self.history = hist
+        return self
+
+    def _objective(self, flow: zuko.flows.Flow, z: np.ndarray, mz: np.ndarray, tr: np.ndarray,
+                   va: np.ndarray) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+        """The loss of a batch of pairs (lower event, upper event, context): the sliced Wasserstein-2 distance
+        between carried and target (features, mass) points, in both directions."""
+        n_proj, d, lam = int(self.config["n_projections"]), z.shape[1], float(self.config["mass_weight"])
 
         def sliced_w2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             import ot
 
             proj = torch.randn(d + 1, n_proj, device=a.device)
             return ot.sliced_wasserstein_distance(a, b, projections=proj / proj.norm(dim=0, keepdim=True)) ** 2
-
-        lam = float(c["mass_weight"])
 
         def transport_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             z_lo, z_hi, ctx = batch
@@ -150,16 +164,7 @@ class Curtains(TemplateGenerator):
             down = sliced_w2(torch.cat([t.inv(z_hi), m_a], 1), torch.cat([z_lo, m_a], 1))
             return up + down
 
-        hist = train_loop(
-            flow, transport_loss, pairs(tr, c["seed"]), pairs(va, c["seed"] + 1), epochs=c["epochs"], batch_size=c["batch_size"],
-            lr=c["lr"], weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
-            progress=c["progress"], scheduler=c["scheduler"],
-        )  # fmt: skip
-        states = hist.pop("best_states")
-        flow.load_state_dict(states[0])
-        self._flow = flow.to(self.device).eval()
-        self.history = hist
-        return self
+        return transport_loss
 
     @torch.no_grad()
     def sample(self, m: np.ndarray, *, region: tuple[float, float] | None = None, seed: int = 0) -> np.ndarray:
