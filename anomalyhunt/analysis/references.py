@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -152,12 +152,10 @@ def ensemble_reference(
 
 
 def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
-                     span: tuple[float, float] | None = None, w: np.ndarray | None = None,
-                     bandwidth: float | None = None) -> Reference:  # fmt: skip
+                     span: tuple[float, float] | None = None, w: np.ndarray | None = None) -> Reference:  # fmt: skip
     """LaCATHODE: fit the flow ``gen`` on the sidebands; the reference is ``n`` draws of its N(0, I) base (standing
     for background at masses of the SR data, or of the data in ``span``) and the data enter the classifier through
-    :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`; ``bandwidth``: of the masses' KDE (TeV; None:
-    Scott's rule, 0: the data's own masses)."""
+    :meth:`~anomalyhunt.models.base.TemplateGenerator.latent`."""
     from ..models.cathode import sample_sr_masses
     from .replicas import repeat_rows
 
@@ -168,11 +166,5 @@ def latent_reference(gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n
     lo, hi = regions.sr if span is None else span
     inside = (m >= lo) & (m < hi)
     masses = sample_sr_masses(repeat_rows(m[inside], None if w is None else w[inside]), int(n), seed=seed,
-                              bandwidth=bandwidth, bounds=(lo, hi))  # where these draws stand for background
+                              bounds=(lo, hi))  # where these draws stand for background
     return Reference(z, masses, None, t_fit, 0.0, t_fit, data_map=gen.latent)
-
-
-def with_mass_input(ref: Reference) -> Reference:
-    """The same reference with the mass (TeV) as the classifier's last input, for reference and data events alike."""
-    inner = ref.features
-    return replace(ref, x=np.column_stack([ref.x, ref.m]), data_map=lambda x, m: np.column_stack([inner(x, m), m]))

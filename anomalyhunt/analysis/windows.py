@@ -33,9 +33,8 @@ from .bumphunt import (
 from .references import CWOLA, IDEALIZED, LACATHODE
 from .regions import Regions
 
-#: Where the classifier's data events come from: the SR, or the SR and its sidebands, there with mjj as one more
-#: input or without it (:func:`hunt_windows`).
-TRAIN_ON = ("sr", "window", "window-mjj")
+#: Where the classifier's data events come from: the SR, or the SR and its sidebands (:func:`hunt_windows`).
+TRAIN_ON = ("sr", "window")
 #: Width (TeV) of each of CWoLa hunting's sidebands: narrow, so that the features barely change across them.
 CWOLA_SIDEBAND_WIDTH = 0.2
 
@@ -94,8 +93,8 @@ def check_train_on(train_on: str, methods: Sequence[str]) -> None:
     """The classifier's training range is known, and CWoLa hunting (SR against sidebands) is not asked to train
     over the window."""
     if train_on not in TRAIN_ON:
-        raise ConfigError(f"unknown classifier training range {train_on!r}: use {', '.join(TRAIN_ON)}")
-    if train_on != "sr" and CWOLA in methods:
+        raise ConfigError(f"unknown classifier training range {train_on!r}: use {' or '.join(TRAIN_ON)}")
+    if train_on == "window" and CWOLA in methods:
         raise ConfigError("cwola: CWoLa hunting trains SR against sidebands; it has no training over the window")
 
 
@@ -251,10 +250,7 @@ def hunt_windows(
 
     ``train_on``: ``"sr"`` -- the classifier separates SR data from the reference sampled in the SR; ``"window"``
     -- data from reference across the SR and its sidebands (``sideband_width`` each side; the generator samples
-    there too), so that the score means the same at every mass the cut and fit use; ``"window-mjj"`` -- the same with
-    mjj as one more classifier input, so that the classifier can learn where in mass the data differ from the
-    reference (a resonance: in the SR) instead of averaging over the window. Its reference masses are then the
-    data's own masses (resampled, no KDE), so that mjj alone separates nothing.
+    there too), so that the score means the same at every mass the cut and fit use.
 
     ``template_ensemble``: a template generator is trained that many times (other seeds) and the template is their
     union; the direct estimate's template uncertainty is then the spread of the trainings' pass fractions.
@@ -265,14 +261,12 @@ def hunt_windows(
     from tqdm.auto import tqdm
 
     from ..models.kfold import kfold_classify
-    from .references import (ensemble_reference, idealized_reference, latent_reference, sideband_reference,
-                             with_mass_input)
+    from .references import ensemble_reference, idealized_reference, latent_reference, sideband_reference
     from .templates import make_generator
 
     from .replicas import check_counts, total
 
     check_train_on(train_on, methods)
-    mjj_input = train_on == "window-mjj"
     w, w_ideal = check_counts(w, len(m), "data event counts"), check_counts(
         w_ideal, 0 if m_ideal is None else len(m_ideal), "held-out background event counts")
     if w is not None and calibration != "sidebands":
@@ -292,8 +286,8 @@ def hunt_windows(
         regions = Regions(tuple(window), sideband_width)
         sr = regions.select_sr(m, "data")
         # the events the classifier trains on as data: the SR, or the SR and its sidebands
-        side = (sideband_width if sideband_width is not None else margin / 1000.0) if train_on != "sr" else 0.0
-        span = (round(window[0] - side, 9), round(window[1] + side, 9)) if train_on != "sr" else None
+        side = (sideband_width if sideband_width is not None else margin / 1000.0) if train_on == "window" else 0.0
+        span = (round(window[0] - side, 9), round(window[1] + side, 9)) if train_on == "window" else None
         train = sr if span is None else (m >= span[0]) & (m < span[1])
         n_ref = oversample * total(train, w)
         ref_seed = seed + 31 * i
@@ -304,20 +298,16 @@ def hunt_windows(
                                                                                 .generate_state(1)[0]), span, w_ideal)  # fmt: skip
         elif method == LACATHODE:
             gen = make_generator("cathode", generator_config.get(method), seed=seed, progress=progress)
-            ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span, w, 0.0 if mjj_input else None)
+            ref = latent_reference(gen, x, m, regions, n_ref, ref_seed, span, w)
         else:
             def make(k: int, method: str = method, window: tuple = window) -> Any:
                 cfg = dict(generator_config.get(method) or {})
-                if mjj_input:
-                    cfg.setdefault("kde_bandwidth", 0.0)  # the data's own masses
                 if k and "seed" in cfg:
                     cfg["seed"] = int(cfg["seed"]) + k  # an ensemble member is another training
                 return make_generator(method, cfg, seed=seed + k, progress=progress, sr=list(window))
 
             ref = ensemble_reference(make, template_ensemble, x, m, regions, n_ref, ref_seed, method, shared, span,
                                      w)  # fmt: skip
-        if mjj_input:
-            ref = with_mass_input(ref)
         test_sel = None if m_test is None else regions.sr_mask(m_test)
         # data against the reference; every other event of the fit range scored too, out of fold
         others = fit_mask & ~train

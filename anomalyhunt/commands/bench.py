@@ -640,9 +640,8 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
     p.add_argument("--signal-events", type=int, default=0, metavar="N",
                    help="inject N W' events into every sample: the sensitivity on the same machinery (default 0)")
-    p.add_argument("--train-on", choices=("sr", "window", "window-mjj"), default="sr",
-                   help="the classifier's data: the SR (default) or the SR and its sidebands (window-mjj: with mjj as "
-                        "one more input)")
+    p.add_argument("--train-on", choices=("sr", "window"), default="sr",
+                   help="the classifier's data: the SR (default) or the SR and its sidebands")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_results/hunt", help="output directory; a re-run resumes (default "
                                                                "bench_results/hunt)")

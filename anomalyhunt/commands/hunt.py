@@ -45,10 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--template-ensemble", type=int, default=1, metavar="K",
                    help="train each template generator K times (other seeds) and use their union; the direct "
                         "estimate's template uncertainty is then the spread between the trainings (default 1)")
-    p.add_argument("--train-on", choices=("sr", "window", "window-mjj"), default="sr",
+    p.add_argument("--train-on", choices=("sr", "window"), default="sr",
                    help="the classifier's data: the SR (default) or the SR and its sidebands, against the reference "
-                        "sampled there too (a score that means the same across the window); window-mjj: the same with "
-                        "mjj as one more classifier input")
+                        "sampled there too (a score that means the same across the window)")
     p.add_argument("--significance", choices=("fit-fixed", "fit-floating", "direct"), default="fit-fixed",
                    help="local significance: dijet fit with the Gaussian at the window centre (default; calibrated "
                         "under background only), with its mean floating in the SR, or direct background estimation")

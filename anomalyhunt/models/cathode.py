@@ -34,7 +34,7 @@ def sample_sr_masses(
     """Draw ``n`` masses from a Gaussian KDE of the signal-region masses ``m_sr``.
 
     ``bandwidth`` is in the units of ``m_sr`` (TeV in the pipeline; CATHODE used 0.01 TeV), or ``None``/"scott" for
-    Scott's rule; 0 draws the masses themselves (with replacement). Draws outside ``bounds`` (default: the range of ``m_sr``) are redrawn, so the kernel tails do not
+    Scott's rule. Draws outside ``bounds`` (default: the range of ``m_sr``) are redrawn, so the kernel tails do not
     push template events out of the SR.
     """
     from sklearn.neighbors import KernelDensity
@@ -43,11 +43,6 @@ def sample_sr_masses(
     if len(m_sr) < 2 or not np.all(np.isfinite(m_sr)):
         raise InputError("signal-region masses", "need at least two finite masses for a KDE")
     lo, hi = bounds if bounds is not None else (m_sr.min(), m_sr.max())
-    if bandwidth == 0:
-        pool = m_sr[(m_sr >= lo) & (m_sr <= hi)]
-        if not len(pool):
-            raise InputError("signal-region masses", f"no mass in [{lo}, {hi}] to draw")
-        return np.random.default_rng(seed).choice(pool, int(n))
     kde = KernelDensity(kernel="gaussian", bandwidth="scott" if bandwidth is None else bandwidth)
     kde.fit(m_sr[:, None])
     rng = np.random.default_rng(seed)
