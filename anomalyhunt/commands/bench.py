@@ -642,6 +642,10 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
                    help="inject N W' events into every sample: the sensitivity on the same machinery (default 0)")
     p.add_argument("--train-on", choices=("sr", "window"), default="sr",
                    help="the classifier's data: the SR (default) or the SR and its sidebands")
+    p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE",
+                   help="over the demo's generator settings, e.g. cathode.epochs=20 (the hunt's default)")
+    p.add_argument("--classifier-option", action="append", metavar="KEY=VALUE",
+                   help="over the demo's classifier settings, e.g. n_ensemble=5 (the hunt's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_results/hunt", help="output directory; a re-run resumes (default "
                                                                "bench_results/hunt)")
@@ -657,8 +661,9 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     from ..demo import CLASSIFIER_CONFIG, EFFICIENCIES, FEATURES, GENERATOR_CONFIG, SIDEBAND_WIDTH, shipped_features
     from ..features import check_unique_events, load_feature_table
     from ..runconfig import seed_everything, write_run_config
-    from .hunt import windows_from_args
     from ..console import console_for_tables
+    from .hunt import generator_options, windows_from_args
+    from .search import _options
 
     torch.set_num_threads(1)
     seed_everything(args.seed)
@@ -673,14 +678,18 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     else:
         bkg = shipped[shipped.label == 0].reset_index(drop=True)
     methods = args.method or ["idealized", "cwola", "cathode"]
-    settings = {"efficiencies": list(EFFICIENCIES), "generator_config": GENERATOR_CONFIG,
-                "classifier_config": CLASSIFIER_CONFIG, "sideband_width": SIDEBAND_WIDTH,
+    extra = generator_options(args.generator_option, methods)
+    generator_config = {m: {**GENERATOR_CONFIG.get(m, {}), **extra.get(m, {})}
+                        for m in set(GENERATOR_CONFIG) | {m for m in extra if extra[m]}}  # fmt: skip
+    classifier_config = {**CLASSIFIER_CONFIG, **_options(args.classifier_option, "--classifier-option")}
+    settings = {"efficiencies": list(EFFICIENCIES), "generator_config": generator_config,
+                "classifier_config": classifier_config, "sideband_width": SIDEBAND_WIDTH,
                 "features_files": args.features, **({"train_on": args.train_on} if args.train_on != "sr" else {})}
     write_run_config(args.out, {**vars(args), "func": None, "methods": methods, **settings})
     values = calibration_values(
         bkg, sig, args.out, methods=methods, n_samples=args.samples, fraction=args.fraction,
         windows=windows, features=features, seed=args.seed, n_signal=args.signal_events, settings=settings,
-        efficiencies=EFFICIENCIES, generator_config=GENERATOR_CONFIG, classifier_config=CLASSIFIER_CONFIG,
+        efficiencies=EFFICIENCIES, generator_config=generator_config, classifier_config=classifier_config,
         sideband_width=SIDEBAND_WIDTH, train_on=args.train_on, replicas=args.replicas,
     )  # fmt: skip
     if args.signal_events:
