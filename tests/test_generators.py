@@ -264,12 +264,18 @@ def test_partial_diffusion_takes_only_the_full_schedules_steps_below_sigma_prime
     from anomalyhunt.errors import ConfigError
     from anomalyhunt.models.drapes import partial_schedule
 
-    full = karras_sigmas(25, 0.002, 80.0)
-    for sigma_prime, levels in ((2.24, 12), (0.5, 9), (80.0, 25)):
-        part = partial_schedule(full, sigma_prime)
-        assert part[0].item() == pytest.approx(sigma_prime) and part[-1] == 0
-        assert len(part) - 1 == levels + (sigma_prime < 80.0)  # sigma' itself plus the levels below it
-        assert all(any(abs(v - f) < 1e-12 for f in full.tolist()) for v in part[1:].tolist())
+    for rho, cases in ((7.0, ((2.24, 12), (0.5, 9), (80.0, 25))), (3.0, ((2.24, 7), (80.0, 25)))):
+        full = karras_sigmas(25, 0.002, 80.0, rho)
+        for sigma_prime, levels in cases:
+            part = partial_schedule(full, sigma_prime)
+            assert part[0].item() == pytest.approx(sigma_prime) and part[-1] == 0
+            assert len(part) - 1 == levels + (sigma_prime < 80.0)  # sigma' itself plus the levels below it
+            assert all(any(abs(v - f) < 1e-12 for f in full.tolist()) for v in part[1:].tolist())
+    # the default schedule (rho = 3): Heun's denoiser calls from sigma' = 2.24 against full generation
+    d = Drapes().config
+    full = karras_sigmas(d["n_steps"], d["sigma_min"], d["sigma_max"], d["rho"])
+    calls = [2 * (len(s) - 1) - 1 for s in (full, partial_schedule(full, d["sigma_prime"]))]  # Euler on the last
+    assert d["sigma_prime"] == 2.24 and calls == [49, 15] and calls[0] / calls[1] > 3
     with pytest.raises(ConfigError, match="use_seed_mass"):
         Drapes(mode="partial", seed_source="sidebands", use_seed_mass=True)
 
