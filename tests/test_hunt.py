@@ -336,17 +336,22 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
 
 
 def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_path):
-    """A large hunt with inputs that change with mjj, the classifier trained on the SR and no null pseudo-experiments
-    of its own data says that its local Z is over-dispersed (the full-size replica calibration, README);
-    decorrelated inputs, small samples, a classifier trained across the window and a calibrating null study do
-    not."""
+    """A large hunt with inputs that change with mjj, the classifier trained on the SR, no null pseudo-experiments
+    of its own data and a method not measured calibrated at full size (or trained more lightly than its default)
+    says so (the full-size replica calibration, README); CATHODE at its defaults, decorrelated inputs, small
+    samples, a classifier trained across the window and a calibrating null study do not."""
     from anomalyhunt.analysis.hunt import NullStudy
     from anomalyhunt.commands.hunt import dispersion_note
 
-    assert dispersion_note(["mj1", "delta_mj"], 245_000, None)[0].startswith("Inputs mj1, delta_mj change with mjj")
-    assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "window") == []
-    assert dispersion_note([], 245_000, None) == []
-    assert dispersion_note(["mj1"], 50_000, None) == []
+    light = {"cathode": {"epochs": 8}}  # the demo's training, over-dispersed at full size (1.36)
+    note = dispersion_note(["mj1", "delta_mj"], 245_000, None, "sr", ["cathode"], light)
+    assert note[0].startswith("Inputs mj1, delta_mj change with mjj") and "of cathode with" in note[0]
+    assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "sr", ["cathode"], {}) == []  # defaults: 1.21
+    assert "of sigma, lacathode" in dispersion_note(["mj1"], 245_000, None, "sr", ["cathode", "sigma", "lacathode"],
+                                                    {})[0]  # not measured at full size with these inputs
+    assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "window", ["cathode"], light) == []
+    assert dispersion_note([], 245_000, None, "sr", ["cathode"], light) == []
+    assert dispersion_note(["mj1"], 50_000, None, "sr", ["cathode"], light) == []
     own = NullStudy(tmp_path, None, {}, "toys", calibrates=True)
-    assert dispersion_note(["mj1"], 245_000, own) == []
-    assert dispersion_note(["mj1"], 245_000, NullStudy(tmp_path, None, {}, "elsewhere"))
+    assert dispersion_note(["mj1"], 245_000, own, "sr", ["cathode"], light) == []
+    assert dispersion_note(["mj1"], 245_000, NullStudy(tmp_path, None, {}, "elsewhere"), "sr", ["cathode"], light)
