@@ -55,15 +55,25 @@ CONFIGS = {
 
 
 def template_auc(template: np.ndarray, truth: np.ndarray, seed: int = 0) -> float:
-    """5-fold cross-validated AUC of a HistGradientBoostingClassifier separating ``template`` from ``truth``."""
+    """5-fold cross-validated AUC of a HistGradientBoostingClassifier separating ``template`` from ``truth``.
+
+    A template that repeats events (SALAD and FETA draw simulation events, SALAD with replacement by weight) keeps
+    every copy of an event in one fold: a copy in the training folds would otherwise teach the classifier that very
+    point (half of the SR truth drawn with replacement against the other half: 0.631 with copies across folds,
+    0.5 without). Templates without repeated rows are split as before."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     x = np.vstack([template, truth])
     y = np.r_[np.zeros(len(template)), np.ones(len(truth))]
     score = np.zeros(len(y))
-    for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y):
+    groups = np.unique(x, axis=0, return_inverse=True)[1].reshape(-1)
+    if len(np.unique(groups)) < len(x):
+        splits = StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, groups)
+    else:
+        splits = StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y)
+    for train, test in splits:
         clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x[train], y[train])
         score[test] = clf.predict_proba(x[test])[:, 1]
     return float(roc_auc_score(y, score))
@@ -441,8 +451,47 @@ def test_sideband_generators_never_see_sr_rows(name: str) -> None:
     regions = Regions((1.8, 2.2), 0.6)
     blind = x.copy()
     blind[regions.sr_mask(m)] = np.nan
-    quick = {"epochs": 1, "n_steps": 4, "passes": 1, "transforms": 1}
+    quick = {"epochs": 1, "n_steps": 4, "passes": 1, "transforms": 1, "base_epochs": 1, "base_transforms": 1}
     cfg = {k: v for k, v in quick.items() if k in GENERATORS.get(name).DEFAULTS}
+    # a simulation-assisted generator gets a "simulation" at every mass, SR included: other toy events, shifted
+    x_sim, m_sim = _toy(3000, seed=7)
+    simulation = (x_sim + np.array([0.3, 0.5]), m_sim)
     templates = [template_reference(make_generator(name, cfg, seed=0, device="cpu", sr=[1.8, 2.2]), xs, m,
-                                    regions, 500, seed=3).x for xs in (x, blind)]  # fmt: skip
+                                    regions, 500, seed=3, simulation=simulation).x for xs in (x, blind)]  # fmt: skip
     np.testing.assert_array_equal(templates[0], templates[1])
+    assert np.isfinite(templates[0]).all()
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(GENERATORS.names()) if GENERATORS.get(n).needs_simulation])
+def test_simulation_generators_without_a_simulation_stop_in_one_line(name: str) -> None:
+    """FETA and SALAD need a simulation sample: without one, the pipeline's fit and the generator's own fit stop with
+    one line naming set_simulation; a simulation with other features is refused by name."""
+    from anomalyhunt.analysis.regions import Regions
+    from anomalyhunt.analysis.templates import fit_generator, make_generator
+
+    x, m = _toy(2000)
+    regions = Regions((1.8, 2.2), 0.6)
+    sb = ~regions.sr_mask(m)
+    for fit in (lambda g: fit_generator(g, x, m, regions), lambda g: g.fit(x[sb], m[sb])):
+        with pytest.raises(InputError, match=r"set_simulation\(x, m\)") as err:
+            fit(make_generator(name, {}, seed=0, sr=[1.8, 2.2]))
+        assert len(str(err.value).splitlines()) == 1 and name in str(err.value)
+    gen = make_generator(name, {}, seed=0, sr=[1.8, 2.2])
+    with pytest.raises(InputError, match="NaN or infinite"):
+        gen.set_simulation(np.full((10, 2), np.nan), np.ones(10))
+    gen.set_simulation(np.ones((200, 3)), np.linspace(1, 3, 200))
+    with pytest.raises(InputError, match="3 features, the data have 2"):
+        fit_generator(gen, x, m, regions)
+
+
+def test_drapes_takes_the_protocols_simulation_as_seeds(toy_drapes: Drapes) -> None:
+    """DRAPES with seed_source="simulation" takes its seeds from set_simulation, as FETA and SALAD do (the
+    pipeline hands them over when it wants them)."""
+    sim = Drapes(**{**toy_drapes.config, "mode": "partial", "sigma_prime": 0.01, "seed_source": "simulation"})
+    assert sim.wants_simulation() and not sim.has_simulation()
+    sim.load_state_dict(toy_drapes.state_dict())
+    with pytest.raises(InputError, match="set_simulation"):
+        sim.sample(np.full(10, 2.5))
+    sim.set_simulation(np.column_stack([np.full(40, 3.0), np.ones(40)]), np.full(40, 1.5))
+    np.testing.assert_allclose(sim.sample(np.full(100, 2.5), seed=2), [[3.0, 1.0]] * 100, atol=0.1)
+    assert not Drapes(**toy_drapes.config).wants_simulation()

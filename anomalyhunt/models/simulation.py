@@ -46,8 +46,9 @@ def simulation_sidebands(m_sim: np.ndarray, m_data: np.ndarray, sr: tuple[float,
 def draw_near(pool_m: np.ndarray, m: np.ndarray, rng: np.random.Generator, *, width: float,
               weights: np.ndarray | None = None, min_events: int = 20) -> np.ndarray:
     """For each requested mass in ``m``, the index of a pool event (masses ``pool_m``) in the same mass bin (a fixed
-    grid of ``width`` TeV), drawn with probability proportional to ``weights`` (uniform without). A bin with fewer
-    than ``min_events`` pool events draws from the ``min_events`` pool events nearest to its centre instead."""
+    grid of ``width`` TeV). With ``weights``: drawn with replacement, with probability proportional to them. Without:
+    uniformly, each pool event once (a random order of the bin's events) before any repeats. A bin with fewer than
+    ``min_events`` pool events draws from the ``min_events`` pool events nearest to its centre instead."""
     m = np.asarray(m, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(m)):
         raise InputError("simulation template", "NaN or infinite masses")
@@ -64,8 +65,11 @@ def draw_near(pool_m: np.ndarray, m: np.ndarray, rng: np.random.Generator, *, wi
             j = int(np.searchsorted(sm, (b + 0.5) * width))
             i0 = max(0, min(j - k // 2, len(sm) - k))
             i1 = i0 + k
-        p = None
-        if sw is not None and sw[i0:i1].sum() > 0:
-            p = sw[i0:i1] / sw[i0:i1].sum()
-        out[req] = order[i0 + rng.choice(i1 - i0, size=len(req), p=p)]
+        if sw is None:  # a random order of the bin's events, repeated as often as the requests need
+            n = i1 - i0
+            picks = np.concatenate([rng.permutation(n) for _ in range(-(-len(req) // n))])[: len(req)]
+        else:
+            p = sw[i0:i1] / sw[i0:i1].sum() if sw[i0:i1].sum() > 0 else None
+            picks = rng.choice(i1 - i0, size=len(req), p=p)
+        out[req] = order[i0 + picks]
     return out
