@@ -37,9 +37,14 @@ SIM_MASS_SCALE, SIM_TAU21_SHIFT = 1.08, 0.04
 # Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
 # 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565 (k pi time frequencies: 0.564 for seed 0),
 # rad-ot (no training; pairing seeds) 0.545/0.554/0.543, curtains (10 epochs) 0.576/0.557, curtains-f4f (base 15
-# epochs, transport 10) 0.533/0.536. The bounds sit ~0.03 above the worst seed.
-AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60, "rad-ot": 0.58, "curtains": 0.61, "curtains-f4f": 0.57}
+# epochs, transport 10) 0.533/0.536; with the simulation of :data:`SIM_FILES` (jet masses x 1.08, tau21 + 0.04),
+# whose own SR events score 0.616/0.617 (two draws): feta (simulation flow 10 epochs, transport 8) 0.542/0.528 (fits
+# 47/56 s), salad (HGB ensemble) 0.524/0.523 (fits 9 s); feta with 15/10 epochs gave 0.534/0.523 in 69-82 s. The
+# bounds sit ~0.03 above the worst seed.
+AUC_BOUND = {"cathode": 0.57, "drapes": 0.57, "sigma": 0.60, "rad-ot": 0.58, "curtains": 0.61, "curtains-f4f": 0.57,
+             "feta": 0.57, "salad": 0.555}  # fmt: skip
 CONTROL_MIN_AUC = 0.62  # measured 0.70 for sideband events moved into the SR
+SIM_CONTROL_MIN_AUC = 0.59  # measured 0.616 / 0.617 for the simulation's own SR events (no morphing, no weights)
 
 # The CPU defaults with fewer epochs (about 20-50 s of training each on ~65k events on 2 shared cores).
 CONFIGS = {
@@ -49,7 +54,7 @@ CONFIGS = {
     "rad-ot": dict(),  # nothing to train: the defaults
     "curtains": dict(epochs=10, patience=None),
     "curtains-f4f": dict(epochs=10, base_epochs=15, patience=None),
-    "feta": dict(epochs=10, base_epochs=15, patience=None),
+    "feta": dict(epochs=8, base_epochs=10, patience=None),
     "salad": dict(),
 }
 
@@ -134,6 +139,19 @@ def test_negative_control_has_power(qcd: dict[str, np.ndarray]) -> None:
     auc = template_auc(moved, qcd["x_truth"])
     print(f"sidebands moved into the SR: AUC = {auc:.3f}")
     assert auc > CONTROL_MIN_AUC
+
+
+@pytest.mark.lhco
+def test_unmorphed_simulation_is_told_apart_from_sr_background(qcd: dict[str, np.ndarray],
+                                                               simulation: dict[str, np.ndarray]) -> None:  # fmt: skip
+    """The simulation's own SR events (as many as the truth, no morphing, no weights) are clearly separated from the
+    true SR background: FETA and SALAD (below) have a mismodelling to correct, and their bounds lie under this."""
+    in_sr = (simulation["m"] > SR[0]) & (simulation["m"] < SR[1])
+    pick = np.random.default_rng(0).choice(np.flatnonzero(in_sr), len(qcd["x_truth"]), replace=False)
+    auc = template_auc(simulation["x"][pick], qcd["x_truth"])
+    print(f"unmorphed simulation in the SR: AUC = {auc:.3f}")
+    assert auc > SIM_CONTROL_MIN_AUC
+    assert SIM_CONTROL_MIN_AUC > max(AUC_BOUND["feta"], AUC_BOUND["salad"])
 
 
 def train_and_sample(payload: tuple) -> dict:
