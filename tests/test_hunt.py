@@ -73,11 +73,18 @@ def small_tables(shipped, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("hunt_inputs")
     qcd, sig = shipped
     paths = {"data": d / "data.parquet", "small": d / "small.parquet", "no_mjj": d / "no_mjj.parquet",
-             "sig_no_tau": d / "sig.parquet"}  # fmt: skip
+             "sig_no_tau": d / "sig.parquet", "sim_no_tau": d / "sim_no_tau.parquet",
+             "sim": d / "sim.parquet"}  # fmt: skip
     qcd.iloc[:40_000].to_parquet(paths["data"])
     qcd.iloc[:20_000].to_parquet(paths["small"])
     qcd.iloc[:1000].drop(columns="mjj").to_parquet(paths["no_mjj"])
     sig.iloc[:1000].drop(columns="tau21_j1").to_parquet(paths["sig_no_tau"])
+    qcd.iloc[40_000:41_000].drop(columns="tau21_j1").to_parquet(paths["sim_no_tau"])
+    # a "simulation" of other QCD events: jet masses x 1.08, tau21 + 0.04 (another tune, as in test_generators.py)
+    sim = qcd.iloc[40_000:60_000].copy()
+    sim[["mj1", "mj2", "delta_mj"]] *= 1.08
+    sim[["tau21_j1", "tau21_j2"]] += 0.04
+    sim.to_parquet(paths["sim"])
     return paths
 
 
@@ -98,6 +105,10 @@ def small_tables(shipped, tmp_path_factory) -> dict[str, Path]:
          r"cwola: CWoLa hunting trains SR against sidebands"),
         (["--sr", "3.3:3.7", "--null-toys", "2", "--null", "elsewhere"], r"give --null-toys \(pseudo-experiments"),
         (["--sr", "3.3:3.7", "--null", "elsewhere"], r"elsewhere: not a calibration study"),
+        (["--sr", "3.3:3.7", "--method", "salad", "--simulation", "{sim_no_tau}"],
+         r"sim_no_tau.parquet: missing feature columns \['tau21_j1'\]"),
+        (["--sr", "3.3:3.7", "--method", "feta"], r"feta learn\(s\) from a background simulation: give --simulation"),
+        (["--sr", "3.3:3.7", "--method", "salad", "--simulation", "nowhere.parquet"], r"nowhere.parquet: file does not"),
     ],
 )
 def test_bad_hunt_input_is_one_line(small_tables, tmp_path, capsys, extra, message):
@@ -113,6 +124,20 @@ def test_table_without_mjj_is_one_line(small_tables, tmp_path, capsys):
     rc = cli(["hunt", "--features", str(small_tables["no_mjj"]), "--sr", "3.3:3.7", "--out", str(tmp_path / "h")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "no_mjj.parquet: no 'mjj' column" in err[0]
+
+
+def test_hunt_with_a_simulation_records_it(small_tables, tmp_path):
+    """`hunt --method salad --simulation FILE`: the simulation is read like --features and handed to SALAD, and
+    config.json records it (path, events, the features it was read with)."""
+    out = tmp_path / "h"
+    rc = cli(["hunt", "--features", str(small_tables["small"]), "--simulation", str(small_tables["sim"]), "--method",
+              "salad", "--sr", "3.3:3.7", "--fit-toys", "0", "--efficiency", "0.1", "--no-plots", "--out", str(out)])
+    assert rc == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["simulation"] == str(small_tables["sim"])
+    assert config["simulation_resolved"]["events"] == 20_000
+    assert config["simulation_resolved"]["features"] == ["mj1", "delta_mj", "tau21_j1", "tau21_j2", "delta_r"]
+    assert (out / "summary.json").exists()
 
 
 #: The end-to-end hunts below: (method, --train-on), the longest first.

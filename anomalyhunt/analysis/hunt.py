@@ -285,6 +285,7 @@ def run_hunt(
     notes: Sequence[str] = (),
     console: Any = None,
     timings: dict[str, float] | None = None,
+    simulation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Hunt in every window with every method and write the outputs to ``out``; returns the hunt table (one row per
     method, window and cut, with every local Z definition, fitted signal and the 95% CL upper limit on signal events).
@@ -293,7 +294,8 @@ def run_hunt(
     significance comes from ``null`` (background-only hunts of the same windows, cuts and method: calibrated) or,
     without it, from fit-only toys (uncalibrated; none for ``direct``). Plots are drawn in the experiment's
     ``style`` and labelled ``label`` (default: Pythia 8 simulation; an analyst's data: e.g. "CMS Private Work"),
-    unless ``plots`` is false. ``notes``: caveats printed and written at the top of the report."""
+    unless ``plots`` is false. ``notes``: caveats printed and written at the top of the report. ``simulation``: a
+    background simulation sample (features, masses in TeV) for the generators that want one (FETA, SALAD)."""
     from rich.console import Console
 
     from .histio import save_hists
@@ -319,7 +321,7 @@ def run_hunt(
         sample.x, sample.m, windows, methods, x_ideal=sample.x_ideal, m_ideal=sample.m_ideal, x_test=sample.x_test,
         m_test=sample.m_test, y_test=sample.y_test, efficiencies=efficiencies, edges=edges,
         generator_config=generator_config, classifier_config=classifier_config, seed=seed, keep_templates=True,
-        sideband_width=sideband_width, train_on=train_on, template_ensemble=template_ensemble,
+        sideband_width=sideband_width, train_on=train_on, template_ensemble=template_ensemble, simulation=simulation,
     )  # fmt: skip
     timings["hunt"] = time.perf_counter() - start
     t0 = time.perf_counter()

@@ -51,6 +51,7 @@ class WindowModel:
 def background_model(
     x: np.ndarray, m: np.ndarray, windows: Sequence[tuple[float, float]], edges: np.ndarray, *, null_model: str,
     generator_config: dict[str, Any] | None, margin: float, seed: int, directory: Path, console: Any,
+    simulation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[WindowModel]:
     """Fit the uncut m_jj spectrum and train (or load from ``directory``) one feature generator per window on the
     data within ``margin`` GeV of its SR, SR excluded."""
@@ -74,10 +75,20 @@ def background_model(
             gen = type(gen).load(path)
         else:
             console.print(f"  training the {null_model} null model around SR {w[0]:g}-{w[1]:g} TeV")
-            fit_generator(gen, x, m, Regions(tuple(w), margin / 1000.0))
+            fit_generator(gen, x, m, Regions(tuple(w), margin / 1000.0), simulation=simulation)
             gen.save(path)
         out.append(WindowModel(tuple(w), local, fine, fit.background(fine), gen))
     return out
+
+
+def _digest(simulation: tuple[np.ndarray, np.ndarray]) -> str:
+    """A short fingerprint of a simulation sample (the study's settings name it without holding it)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for a in simulation:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def draw_toy(model: WindowModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +130,7 @@ def run_null_toys(
     null_model: str = "cathode", generator_config: dict[str, dict[str, Any]] | None = None,
     classifier_config: dict[str, Any] | None = None, sideband_width: float | None = 0.4, margin: float = 600.0,
     train_on: str = "sr", seed: int = 0, scheduler: str | None = None, workers: int | None = None, console: Any = None,
-    template_ensemble: int = 1,
+    template_ensemble: int = 1, simulation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
     """Run (or resume, or extend) ``n_toys`` pseudo-experiments per window and method; returns the local Z values of
     the toys with every window finished (one row per toy, method, window and cut), the study's settings and the
@@ -138,14 +149,15 @@ def run_null_toys(
         "null_model": null_model, "generator_config": generator_config, "classifier_config": classifier_config,
         "sideband_width": sideband_width, "margin": margin, "train_on": train_on, "edges": [float(e) for e in edges],
         "seed": seed, **({"template_ensemble": template_ensemble} if template_ensemble > 1 else {}),
+        **({"simulation": _digest(simulation)} if simulation is not None else {}),
     }  # fmt: skip
     log = TaskLog(directory, settings, "set of null pseudo-experiments")
     models = background_model(x, m, windows, np.asarray(edges, float), null_model=null_model,
                               generator_config=generator_config.get(null_model), margin=margin, seed=seed,
-                              directory=directory, console=console)  # fmt: skip
+                              directory=directory, console=console, simulation=simulation)  # fmt: skip
     hunt_options = {"efficiencies": tuple(efficiencies), "generator_config": generator_config,
                     "classifier_config": classifier_config, "sideband_width": sideband_width, "margin": margin,
-                    "train_on": train_on, "template_ensemble": template_ensemble}
+                    "train_on": train_on, "template_ensemble": template_ensemble, "simulation": simulation}
     payloads, names = [], []
     for toy in range(n_toys):
         for wi, model in enumerate(models):

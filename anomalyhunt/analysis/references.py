@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from .regions import Regions
-from .templates import fit_generator, sample_template, shares_training
+from .templates import Simulation, fit_generator, sample_template, shares_training
 
 #: CWoLa hunting: the data in narrow sidebands next to the SR are the reference (no generator, no truth).
 CWOLA = "cwola"
@@ -90,11 +90,13 @@ def idealized_reference(x_ideal: np.ndarray | None, m_ideal: np.ndarray | None, 
     return Reference(x[pick], m[pick], w=w[pick])
 
 
-def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray, w: np.ndarray | None = None) -> str:
-    """What a shared fit depends on: the data themselves (and their counts), the generator and its config (but not
-    the SR)."""
+def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray, w: np.ndarray | None = None,
+                 simulation: Simulation | None = None) -> str:
+    """What a shared fit depends on: the data themselves (and their counts), the simulation it is given, the
+    generator and its config (but not the SR)."""
     h = hashlib.blake2b(digest_size=16)
-    for a in (x, m) if w is None else (x, m, w):
+    sim = tuple(simulation) if simulation is not None and gen.wants_simulation() else ()
+    for a in ((x, m) if w is None else (x, m, w)) + sim:
         h.update(np.ascontiguousarray(a).tobytes())
     conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
     h.update(json.dumps([type(gen).__name__, conf], sort_keys=True, default=str).encode())
@@ -104,21 +106,23 @@ def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray, w: np.ndarray | None = 
 def template_reference(
     gen: Any, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int, name: str = "template",
     shared: SharedFits | None = None, span: tuple[float, float] | None = None, w: np.ndarray | None = None,
+    simulation: Simulation | None = None,
 ) -> Reference:
     """Fit the (unfitted) generator ``gen`` -- or take an earlier SR's fit from ``shared`` -- and sample ``n``
     template events (``gen.config['n_template']`` overrides ``n``) at masses from a KDE of the SR data, or of the
     data in the mass range ``span`` (TeV) around the SR (a classifier trained across SR and sidebands). Event
-    counts ``w`` weight the fit and the KDE (:mod:`~anomalyhunt.analysis.replicas`)."""
+    counts ``w`` weight the fit and the KDE (:mod:`~anomalyhunt.analysis.replicas`). ``simulation``: a background
+    simulation sample (features, masses) for a generator that wants one (FETA, SALAD, DRAPES simulation seeds)."""
     from .replicas import repeat_rows
 
-    key = _fingerprint(gen, x, m, w) if (shared is not None and shares_training(gen)) else None
+    key = _fingerprint(gen, x, m, w, simulation) if (shared is not None and shares_training(gen)) else None
     reused = key is not None and key in shared
     if reused:
         gen, t_model = shared[key]
         t_fit = 0.0
     else:
         t0 = time.perf_counter()
-        fit_generator(gen, x, m, regions, w)
+        fit_generator(gen, x, m, regions, w, simulation)
         t_fit = t_model = time.perf_counter() - t0
         if key is not None:
             shared[key] = (gen, t_fit)
@@ -136,13 +140,13 @@ def template_reference(
 def ensemble_reference(
     make: Callable[[int], Any], k: int, x: np.ndarray, m: np.ndarray, regions: Regions, n: int, seed: int,
     name: str = "template", shared: SharedFits | None = None, span: tuple[float, float] | None = None,
-    w: np.ndarray | None = None,
+    w: np.ndarray | None = None, simulation: Simulation | None = None,
 ) -> Reference:
     """``k`` generators ``make(0) ... make(k - 1)`` (independent trainings: other seeds), each fitted and sampled
     as :func:`template_reference` with ``n / k`` events; the reference is their union, each event marked with the
     generator that made it, so that the spread between trainings can be measured on it (direct estimation)."""
-    refs = [template_reference(make(i), x, m, regions, -(-int(n) // k), seed + 101 * i, name, shared, span, w)
-            for i in range(k)]  # fmt: skip
+    refs = [template_reference(make(i), x, m, regions, -(-int(n) // k), seed + 101 * i, name, shared, span, w,
+                               simulation) for i in range(k)]  # fmt: skip
     return Reference(
         np.concatenate([r.x for r in refs]), np.concatenate([r.m for r in refs]), None,
         sum(r.seconds_fit for r in refs), sum(r.seconds_sample for r in refs), sum(r.seconds_fit_model for r in refs),

@@ -31,9 +31,27 @@ def shares_training(gen: TemplateGenerator) -> bool:
     return gen.trains_on == "all" and not gen.config.get("mask_sr", False)
 
 
+#: A background simulation sample: features (n, d) and masses (n,), the data's features and units.
+Simulation = tuple[np.ndarray, np.ndarray]
+
+
+def hand_simulation(gen: TemplateGenerator, simulation: Simulation | None) -> None:
+    """Give ``gen`` the simulation sample when it wants one (:meth:`TemplateGenerator.wants_simulation`); a generator
+    that wants one and has none stops with one line naming ``set_simulation``. All of the simulation goes over, SR
+    masses included (simulation, not data: the SR data rows stay out as before)."""
+    if not gen.wants_simulation():
+        return
+    if simulation is not None:
+        gen.set_simulation(*simulation)
+    elif not gen.has_simulation():
+        raise InputError(f"{type(gen).__name__.lower()}", "needs a background simulation sample: call "
+                         "set_simulation(x, m) before fit (anomalyhunt hunt: --simulation FILE)")  # fmt: skip
+
+
 def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions,
-                  w: np.ndarray | None = None) -> TemplateGenerator:
-    """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks. With event counts ``w``
+                  w: np.ndarray | None = None, simulation: Simulation | None = None) -> TemplateGenerator:
+    """Fit on the sidebands or on all data, as the generator's ``trains_on`` asks; a generator that wants a
+    simulation sample gets ``simulation`` first (:func:`hand_simulation`). With event counts ``w``
     (:mod:`~anomalyhunt.analysis.replicas`) each event counts ``w`` times in the loss: the events are split into
     training and validation first (the generator's ``val_fraction`` and ``seed``), then repeated, so that the
     copies of an event never sit on both sides of the split."""
@@ -45,6 +63,7 @@ def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions:
         keep = np.ones(len(m), bool)
     else:
         raise ConfigError(f"{type(gen).__name__}: trains_on must be 'sidebands' or 'all', got {gen.trains_on!r}")
+    hand_simulation(gen, simulation)
     if w is None:
         return gen.fit(x[keep], m[keep])
     from ..models.preprocessing import validation_split

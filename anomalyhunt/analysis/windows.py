@@ -242,6 +242,7 @@ def hunt_windows(
     template_ensemble: int = 1,
     w: np.ndarray | None = None,
     w_ideal: np.ndarray | None = None,
+    simulation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, list[WindowResult]]:
     """Run every method in every window (masses in TeV); returns one row per (method, window, cut) and the
     per-window results (fits and histograms for plots). Generators that train on all data train once; those that
@@ -257,7 +258,10 @@ def hunt_windows(
 
     ``w`` / ``w_ideal``: integer event counts of the data / held-out background (Poisson replica weights,
     :mod:`~anomalyhunt.analysis.replicas`): every event counts that many times in every fit, cut, histogram and
-    count, while staying one row in the k-fold split; events of count 0 are dropped first."""
+    count, while staying one row in the k-fold split; events of count 0 are dropped first.
+
+    ``simulation``: a background simulation sample (features, masses in TeV; the data's features) handed to every
+    template generator that wants one (FETA, SALAD, DRAPES simulation seeds) before its fit."""
     from tqdm.auto import tqdm
 
     from ..models.kfold import kfold_classify
@@ -307,7 +311,7 @@ def hunt_windows(
                 return make_generator(method, cfg, seed=seed + k, progress=progress, sr=list(window))
 
             ref = ensemble_reference(make, template_ensemble, x, m, regions, n_ref, ref_seed, method, shared, span,
-                                     w)  # fmt: skip
+                                     w, simulation)  # fmt: skip
         test_sel = None if m_test is None else regions.sr_mask(m_test)
         # data against the reference; every other event of the fit range scored too, out of fold
         others = fit_mask & ~train

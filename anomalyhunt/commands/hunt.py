@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feature", action="append", metavar="COLUMN", help="classifier input (repeatable; default "
                                                                         "mj1 delta_mj tau21_j1 tau21_j2 delta_r)")
     p.add_argument("--inject", metavar="FILE", help="signal table to draw injected events from")
+    p.add_argument("--simulation", metavar="FILE_OR_DIR",
+                   help="background simulation (a feature table read like --features, with the same feature columns "
+                        "and mjj) for simulation-assisted generators: feta, salad, drapes with seed_source=simulation")
     p.add_argument("--signal-events", type=int, default=0, metavar="N", help="events injected from --inject")
     p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE", help="e.g. cathode.epochs=8")
     p.add_argument("--sideband-width", type=float, default=0.4, metavar="TEV",
@@ -105,7 +108,7 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 #: Keys `run` adds to the hunt's config.json after the command line's (what the command line resolved to).
-RECORDED_AFTER = ("windows_resolved", "inputs")
+RECORDED_AFTER = ("windows_resolved", "inputs", "simulation_resolved")
 #: Settings that may change between runs of one hunt: how many pseudo-experiments (more are added to those there)
 #: and where they run.
 MAY_CHANGE = ("null_toys", "scheduler", "workers")
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.hunt import NullStudy, data_sample, fit_edges, run_hunt
     from ..analysis.null_toys import run_null_toys
-    from ..analysis.injection import DEFAULT_FEATURES
+    from ..analysis.injection import DEFAULT_FEATURES, feature_matrix, mjj_tev
     from ..analysis.regions import parse_window
     from ..analysis.references import CWOLA, LACATHODE
     from ..analysis.windows import check_train_on
@@ -166,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     if CWOLA in methods and correlated:
         raise ConfigError(f"cwola: features {correlated} scale with mjj, so CWoLa hunting would sculpt a bump; give "
                           "mass-decorrelated inputs, e.g. --feature tau21_j1 --feature tau21_j2")
+    needing = [m for m in methods + [args.null_model] if m in GENERATORS and GENERATORS.get(m).needs_simulation]
+    if needing and not args.simulation:
+        raise ConfigError(f"{', '.join(dict.fromkeys(needing))} learn(s) from a background simulation: give "
+                          "--simulation FILE (a feature table with the data's features and mjj)")
     check_train_on(args.train_on, methods)  # before any work, the pseudo-experiments' included
     check_out_dir(args)
     seed_everything(args.seed)
@@ -177,9 +184,17 @@ def run(args: argparse.Namespace) -> int:
     sample = data_sample(data, features, source=", ".join(args.features),
                          inject=inject, inject_source=args.inject or "", n_signal=args.signal_events, seed=args.seed)
     check_unit_weights(every, ", ".join(args.features + ([args.inject] if args.inject else [])))
+    simulation, sim_table = None, None
+    if args.simulation:  # the same reader and the same feature columns as the data
+        sim_table = load_feature_table(args.simulation, args.allow_partial)
+        simulation = (feature_matrix(sim_table, features, args.simulation), mjj_tev(sim_table, args.simulation))
+        check_unit_weights(sim_table, args.simulation)
     config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
+    if simulation is not None:
+        config["simulation_resolved"] = {"path": args.simulation, "events": len(simulation[1]),
+                                         "features": list(features), "inputs": sim_table.attrs.get("inputs", [])}
     write_run_config(args.out, config)
     efficiencies = tuple(args.efficiency or (0.1, 0.01))
     edges = fit_edges(sample.m, windows, fit_range=parse_window(args.fit_range) if args.fit_range else None,
@@ -193,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             sample.x, sample.m, fingerprint, windows, methods, directory, args.null_toys, edges=edges,
             efficiencies=efficiencies, null_model=args.null_model, generator_config=gen_config,
             sideband_width=args.sideband_width, train_on=args.train_on, seed=args.seed, scheduler=args.scheduler,
-            workers=args.workers, template_ensemble=args.template_ensemble,
+            workers=args.workers, template_ensemble=args.template_ensemble, simulation=simulation,
         )  # fmt: skip
         label = (f"null pseudo-experiments from a background-only model of this data (mjj: dijet fit; features: "
                  f"{args.null_model} around each window, SR left out; generators and classifiers retrained; windows "
@@ -206,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         fit_toys=args.fit_toys, significance=args.significance, null=null, style=args.style, label=args.label,
         plots=not args.no_plots, title="anomalyhunt bump hunt",
         notes=dispersion_note(correlated, len(sample.m), null, args.train_on, methods, gen_config),
+        simulation=simulation,
     )  # fmt: skip
     return 0
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..registry import Registry
 
 GENERATORS: Registry[type["TemplateGenerator"]] = Registry("template generator", "anomalyhunt.models")
@@ -62,6 +62,9 @@ class TemplateGenerator(Configurable, abc.ABC):
     """
 
     trains_on: ClassVar[Literal["sidebands", "all"]] = "sidebands"
+    #: True for a generator whose fit needs a background simulation sample (FETA, SALAD): the pipeline hands it over
+    #: with :meth:`set_simulation` before :meth:`fit`. :meth:`wants_simulation` may say so per configuration.
+    needs_simulation: ClassVar[bool] = False
     #: Named configurations, e.g. ``"paper"``: the published full-size (GPU) setup; see :meth:`from_preset`.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -81,6 +84,32 @@ class TemplateGenerator(Configurable, abc.ABC):
         The default ignores it; a generator that seeds its samples with SR events (DRAPES partial diffusion with
         ``seed_source="sr"``) keeps them here.
         """
+
+    def wants_simulation(self) -> bool:
+        """Whether this configured generator uses a simulation sample (default: :attr:`needs_simulation`; DRAPES
+        with ``seed_source="simulation"`` wants one for its seeds)."""
+        return self.needs_simulation
+
+    def has_simulation(self) -> bool:
+        """Whether a simulation sample has been handed over (or the generator can find one itself)."""
+        return getattr(self, "_simulation", None) is not None
+
+    def set_simulation(self, x: np.ndarray, m: np.ndarray) -> None:
+        """A background simulation sample: features ``x`` (n, d) and masses ``m`` (n,) in the same features and
+        units as the data given to :meth:`fit`, at any masses (the signal region's included: it is simulation, not
+        data). Checked like fit input; called before :meth:`fit`."""
+        from .preprocessing import check_events
+
+        self._simulation = check_events(x, m, f"{type(self).__name__.lower()}.set_simulation")
+
+    def simulation(self) -> tuple[np.ndarray, np.ndarray]:
+        """The simulation sample given to :meth:`set_simulation`; without one an :class:`InputError` naming it."""
+        sim = getattr(self, "_simulation", None)
+        if sim is None:
+            raise InputError(f"{type(self).__name__.lower()} simulation",
+                             "no background simulation sample: call set_simulation(x, m) before fit "
+                             "(anomalyhunt hunt: --simulation FILE)")  # fmt: skip
+        return sim
 
     @abc.abstractmethod
     def fit(

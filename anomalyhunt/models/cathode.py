@@ -21,7 +21,7 @@ from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGene
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
-__all__ = ["Cathode", "sample_sr_masses"]
+__all__ = ["Cathode", "build_flow", "fit_flow", "sample_sr_masses"]
 
 
 def sample_sr_masses(
@@ -64,6 +64,28 @@ def build_flow(n_features: int, config: dict[str, Any]) -> zuko.flows.Flow:
     if kind == "nsf":
         return zuko.flows.NSF(n_features, 1, bins=int(config["bins"]), **common)
     raise ValueError(f"cathode: unknown flow {kind!r}; use 'maf' or 'nsf'")
+
+
+def fit_flow(
+    n_features: int, flow_config: dict[str, Any], train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor], *, epochs: int, lr: float, training: dict[str, Any],
+) -> zuko.flows.Flow:
+    """A conditional flow (:func:`build_flow` with ``flow_config``) fitted by maximum likelihood on preprocessed
+    (events, masses) tensors ``train`` (early stopping on ``val``), with the loop settings of ``training`` (the
+    :data:`~anomalyhunt.models.base.TRAINING_DEFAULTS` keys and ``batch_size``); returned at its best epoch on
+    ``training['device']``, frozen (eval mode, no gradients): the base density of a transport trained on top of it
+    (CURTAINs for flows, FETA)."""
+    c = training
+    flow = build_flow(n_features, flow_config)
+
+    def nll(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return -flow(batch[1]).log_prob(batch[0]).mean()
+
+    hist = train_loop(flow, nll, train, val, epochs=epochs, batch_size=c["batch_size"], lr=lr,
+                      weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
+                      progress=c["progress"], scheduler=c["scheduler"])  # fmt: skip
+    flow.load_state_dict(hist["best_states"][0])
+    return flow.to(pick_device(c["device"])).eval().requires_grad_(False)
 
 
 @GENERATORS.register("cathode")

@@ -21,9 +21,8 @@ import torch
 import zuko
 
 from .base import GENERATORS
-from .cathode import build_flow
+from .cathode import build_flow, fit_flow
 from .curtains import Curtains
-from .nn import train_loop
 
 __all__ = ["CurtainsF4F"]
 
@@ -52,21 +51,12 @@ class CurtainsF4F(Curtains):
                    va: np.ndarray) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
         """Fit the base flow on the training events (the transport's validation events stay out of it), then the
         negative log-likelihood of both events of a pair, each carried onto the other's mass and scored there."""
-        c = self.config
-        base = build_flow(z.shape[1], self._base_config())
 
         def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.as_tensor(z[idx], dtype=torch.float32), torch.as_tensor(mz[idx], dtype=torch.float32)
 
-        def nll(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return -base(batch[1]).log_prob(batch[0]).mean()
-
-        hist = train_loop(base, nll, tensors(tr), tensors(va), epochs=c["base_epochs"], batch_size=c["batch_size"],
-                          lr=c["base_lr"], weight_decay=c["weight_decay"], patience=c["patience"],
-                          device=c["device"], seed=c["seed"], progress=c["progress"],
-                          scheduler=c["scheduler"])  # fmt: skip
-        base.load_state_dict(hist["best_states"][0])
-        self._base = base.to(self.device).eval().requires_grad_(False)
+        self._base = fit_flow(z.shape[1], self._base_config(), tensors(tr), tensors(va),
+                              epochs=self.config["base_epochs"], lr=self.config["base_lr"], training=self.config)
 
         def likelihood_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             z_lo, z_hi, ctx = batch

@@ -16,8 +16,11 @@ noises them up to ``sigma_prime`` and denoises them at the template mass; ``seed
 * ``"sidebands"``: the training events, kept in the model (they are saved in ``state_dict`` under ``"seeds"``);
 * ``"sr"``: the signal-region data handed to :meth:`Drapes.condition_on_region` (the pipeline calls it before
   sampling; they are not saved);
-* ``"simulation"``: an ``.npz`` file at ``simulation_path`` with arrays ``x`` (n, d) and ``m`` (n,) in the same
-  features and units as the fit data, or arrays given to :meth:`Drapes.set_seed_events`.
+* ``"simulation"``: the background simulation sample of the protocol
+  (:meth:`~anomalyhunt.models.base.TemplateGenerator.set_simulation`, which the pipeline calls before ``fit`` with
+  ``hunt --simulation FILE``, as for FETA and SALAD); still accepted, and used when no sample was set: an ``.npz``
+  file at ``simulation_path`` with arrays ``x`` (n, d) and ``m`` (n,) in the same features and units as the fit
+  data, or arrays given to :meth:`Drapes.set_seed_events` after ``fit``. Simulation seeds are not saved.
 
 Seeds are drawn at random (seeded) for the requested masses; with ``use_seed_mass=True`` each seed is instead denoised
 at its own mass (the paper's SR-seeded variant, which keeps the SR mass distribution; only the count of ``m`` is used).
@@ -236,6 +239,18 @@ class Drapes(TemplateGenerator):
         if not self._denoisers:
             raise RuntimeError("drapes: not fitted (call fit or load_state_dict first)")
 
+    def wants_simulation(self) -> bool:
+        """Simulation seeds come from the protocol's simulation sample."""
+        return self.config["seed_source"] == "simulation"
+
+    def has_simulation(self) -> bool:
+        return super().has_simulation() or bool(self.config["simulation_path"]) or "simulation" in self._seeds
+
+    def set_simulation(self, x: np.ndarray, m: np.ndarray) -> None:
+        """The simulation sample whose events seed ``seed_source="simulation"`` (they replace earlier ones)."""
+        super().set_simulation(x, m)
+        self._seeds.pop("simulation", None)  # preprocessed lazily: the scaler is fitted by fit
+
     def condition_on_region(self, x_sr: np.ndarray, m_sr: np.ndarray) -> None:
         """Keep the SR events as seeds when ``seed_source="sr"`` (ignored otherwise)."""
         if self.config["seed_source"] == "sr":
@@ -251,6 +266,8 @@ class Drapes(TemplateGenerator):
 
     def _seed_pool(self) -> tuple[np.ndarray, np.ndarray]:
         source = self.config["seed_source"]
+        if source == "simulation" and source not in self._seeds and getattr(self, "_simulation", None) is not None:
+            self.set_seed_events(*self._simulation, source="simulation")
         if source == "simulation" and source not in self._seeds and self.config["simulation_path"]:
             path = Path(self.config["simulation_path"])
             try:
@@ -264,7 +281,8 @@ class Drapes(TemplateGenerator):
             hint = {
                 "sidebands": "fit the model (sideband seeds are kept after fit and saved with it)",
                 "sr": "call condition_on_region(x_sr, m_sr) before sampling",
-                "simulation": "set simulation_path or call set_seed_events(x, m)",
+                "simulation": "call set_simulation(x, m) (hunt: --simulation FILE), set simulation_path or call "
+                              "set_seed_events(x, m)",
             }[source]
             raise InputError(f"drapes seeds ({source})", f"no seed events: {hint}")
         return self._seeds[source]
