@@ -140,13 +140,14 @@ def test_hunt_with_a_simulation_records_it(small_tables, tmp_path):
     assert (out / "summary.json").exists()
 
 
-#: The end-to-end hunts below: (method, --train-on), the longest first.
-E2E_RUNS = [("cathode", "window"), ("cathode", "sr"), ("lacathode", "sr")]
+#: The end-to-end hunts below: (method, --train-on), the longest first, one per CI core (LaCATHODE's latent
+#: reference finds an injected signal in tests/test_search.py and its latent space is tested below).
+E2E_RUNS = [("cathode", "window"), ("cathode", "sr")]
 
 
 @pytest.fixture(scope="module")
 def e2e_hunts(shipped, tmp_path_factory) -> dict[tuple[str, str], tuple[int, Path]]:
-    """The three hunts of :func:`test_hunt_on_unlabelled_data_finds_an_injected_resonance`, each the command line
+    """The hunts of :func:`test_hunt_on_unlabelled_data_finds_an_injected_resonance`, each the command line
     in a Dask task on two local workers (one per CI core; the hunt itself uses one): (exit status, OUT) per run."""
     from anomalyhunt.tasks import run_tasks
 
@@ -167,11 +168,11 @@ def e2e_hunts(shipped, tmp_path_factory) -> dict[tuple[str, str], tuple[int, Pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, train_on", [("cathode", "sr"), ("lacathode", "sr"), ("cathode", "window")])
+@pytest.mark.parametrize("method, train_on", E2E_RUNS)
 def test_hunt_on_unlabelled_data_finds_an_injected_resonance(e2e_hunts, method, train_on):
     """Unlabelled QCD (60k events of the shipped sample, no label column) with 580 W' events injected from the
-    separate signal table: S/sqrt(B) ~ 4.3 in 3.3-3.7 TeV (~405 signal on 8,765 background events). CATHODE and
-    LaCATHODE (CPU size), the classifier trained in the SR or across SR and sidebands, the 1% cut (the only one
+    separate signal table: S/sqrt(B) ~ 4.3 in 3.3-3.7 TeV (~405 signal on 8,765 background events). CATHODE (CPU
+    size), the classifier trained in the SR or across SR and sidebands, the 1% cut (the only one
     asserted, so the only one run besides no cut): the window holding 3.5 TeV stands out; the one above it does not.
     Measured z_fixed at / away, seeds 3 (the test's) / 4 / 5: CATHODE 6.1 / -2.2, 6.3 / 0.9, 5.7 / -1.8; LaCATHODE
     6.6 / 0.7, 6.5 / 1.2, 5.7 / -0.3; CATHODE (window) 6.8 / 2.9, 5.4 / 2.2, 6.0 / 0.0: at least 5.4 against the 3

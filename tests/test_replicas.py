@@ -54,6 +54,9 @@ class _Recorder:
     trains_on = "sidebands"
     config = {"val_fraction": 0.3, "seed": 5}
 
+    def wants_simulation(self):
+        return False
+
     def fit(self, x, m, x_val=None, m_val=None):
         self.x, self.x_val = x, x_val
         return self
