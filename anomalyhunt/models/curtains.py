@@ -29,15 +29,9 @@ from ..errors import ConfigError, InputError
 from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
+from .simulation import signal_region
 
 __all__ = ["Curtains"]
-
-
-def _gap(m: np.ndarray) -> tuple[float, float]:
-    """The widest empty mass interval between the events: the SR between the sidebands it was given."""
-    s = np.sort(m)
-    i = int(np.argmax(np.diff(s)))
-    return float(s[i]), float(s[i + 1])
 
 
 @GENERATORS.register("curtains")
@@ -101,13 +95,7 @@ class Curtains(TemplateGenerator):
         if x_val is not None:
             x_val, m_val = check_events(x_val, m_val, "curtains.fit (validation)")
             x, m = np.concatenate([x, x_val]), np.concatenate([m, m_val])
-        lo, hi = (float(c["sr"][0]), float(c["sr"][1])) if c["sr"] is not None else _gap(m)
-        if not lo < hi:
-            raise ConfigError(f"curtains: signal region {lo}-{hi} is empty")
-        inside = (m > lo) & (m < hi)
-        if inside.any():
-            raise InputError("curtains.fit", f"{int(inside.sum())} events inside the SR {lo:g}-{hi:g}: CURTAINs "
-                                             "trains on the sidebands only")  # fmt: skip
+        lo, hi = signal_region(c["sr"], m, "curtains")
         width = np.inf if c["sideband_width"] is None else float(c["sideband_width"])
         near = (m >= lo - width) & (m <= hi + width)
         x, m = x[near], m[near]
