@@ -189,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
         sim_table = load_feature_table(args.simulation, args.allow_partial)
         simulation = (feature_matrix(sim_table, features, args.simulation), mjj_tev(sim_table, args.simulation))
         check_unit_weights(sim_table, args.simulation)
+        # the data's own events as "simulation" would morph the data onto itself
+        check_unique_events(pd.concat([every, sim_table], ignore_index=True),
+                            f"{', '.join(args.features)} and the simulation {args.simulation}")
     config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
