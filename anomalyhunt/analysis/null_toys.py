@@ -81,16 +81,6 @@ def background_model(
     return out
 
 
-def _digest(simulation: tuple[np.ndarray, np.ndarray]) -> str:
-    """A short fingerprint of a simulation sample (the study's settings name it without holding it)."""
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=12)
-    for a in simulation:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
 def draw_toy(model: WindowModel, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One background-only pseudo-dataset of a window: features and masses (TeV)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x70E5]))
@@ -139,6 +129,7 @@ def run_null_toys(
 
     from ..resume import TaskLog
     from ..tasks import run_tasks
+    from .references import array_digest
 
     console = console or Console()
     directory = Path(directory)
@@ -149,7 +140,8 @@ def run_null_toys(
         "null_model": null_model, "generator_config": generator_config, "classifier_config": classifier_config,
         "sideband_width": sideband_width, "margin": margin, "train_on": train_on, "edges": [float(e) for e in edges],
         "seed": seed, **({"template_ensemble": template_ensemble} if template_ensemble > 1 else {}),
-        **({"simulation": _digest(simulation)} if simulation is not None else {}),
+        # the study's settings name the simulation sample without holding it
+        **({"simulation": array_digest(*simulation, size=12)} if simulation is not None else {}),
     }  # fmt: skip
     log = TaskLog(directory, settings, "set of null pseudo-experiments")
     models = background_model(x, m, windows, np.asarray(edges, float), null_model=null_model,

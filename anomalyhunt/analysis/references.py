@@ -90,17 +90,23 @@ def idealized_reference(x_ideal: np.ndarray | None, m_ideal: np.ndarray | None, 
     return Reference(x[pick], m[pick], w=w[pick])
 
 
+def array_digest(*arrays: np.ndarray, text: str = "", size: int = 16) -> str:
+    """A blake2b fingerprint of the arrays' bytes (and ``text``)."""
+    h = hashlib.blake2b(digest_size=size)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(text.encode())
+    return h.hexdigest()
+
+
 def _fingerprint(gen: Any, x: np.ndarray, m: np.ndarray, w: np.ndarray | None = None,
                  simulation: Simulation | None = None) -> str:
     """What a shared fit depends on: the data themselves (and their counts), the simulation it is given, the
     generator and its config (but not the SR)."""
-    h = hashlib.blake2b(digest_size=16)
     sim = tuple(simulation) if simulation is not None and gen.wants_simulation() else ()
-    for a in ((x, m) if w is None else (x, m, w)) + sim:
-        h.update(np.ascontiguousarray(a).tobytes())
     conf = {k: v for k, v in gen.config.items() if k not in ("sr", "progress")}
-    h.update(json.dumps([type(gen).__name__, conf], sort_keys=True, default=str).encode())
-    return h.hexdigest()
+    return array_digest(*((x, m) if w is None else (x, m, w)), *sim,
+                        text=json.dumps([type(gen).__name__, conf], sort_keys=True, default=str))
 
 
 def template_reference(

@@ -21,7 +21,8 @@ from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGene
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
-__all__ = ["Cathode", "build_flow", "fit_flow", "sample_sr_masses"]
+__all__ = ["BASE_FLOW_DEFAULTS", "Cathode", "base_flow_config", "build_flow", "fit_flow", "load_frozen_flow",
+           "sample_sr_masses"]
 
 
 def sample_sr_masses(
@@ -66,6 +67,30 @@ def build_flow(n_features: int, config: dict[str, Any]) -> zuko.flows.Flow:
     raise ValueError(f"cathode: unknown flow {kind!r}; use 'maf' or 'nsf'")
 
 
+#: The frozen base flow of a transport trained on top of it (CURTAINs for flows, FETA): CATHODE's MAF, its own epochs
+#: and learning rate (config keys of those generators, read by :func:`base_flow_config`).
+BASE_FLOW_DEFAULTS: dict[str, Any] = dict(base_flow="maf", base_transforms=6, base_hidden_features=[96, 96],
+                                          base_epochs=20, base_lr=3e-3)  # fmt: skip
+
+
+def base_flow_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`build_flow` config of the base flow described by ``config``'s ``base_*`` keys (and ``bins``)."""
+    return dict(flow=config["base_flow"], transforms=config["base_transforms"],
+                hidden_features=config["base_hidden_features"], bins=config["bins"])  # fmt: skip
+
+
+def _frozen(flow: zuko.flows.Flow, device: str) -> zuko.flows.Flow:
+    return flow.to(pick_device(device)).eval().requires_grad_(False)
+
+
+def load_frozen_flow(n_features: int, flow_config: dict[str, Any], state: dict[str, Any],
+                     device: str) -> zuko.flows.Flow:
+    """A flow saved by ``state_dict``, restored frozen on ``device`` (as :func:`fit_flow` returns it)."""
+    flow = build_flow(n_features, flow_config)
+    flow.load_state_dict(state)
+    return _frozen(flow, device)
+
+
 def fit_flow(
     n_features: int, flow_config: dict[str, Any], train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor], *, epochs: int, lr: float, training: dict[str, Any],
@@ -85,7 +110,7 @@ def fit_flow(
                       weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
                       progress=c["progress"], scheduler=c["scheduler"])  # fmt: skip
     flow.load_state_dict(hist["best_states"][0])
-    return flow.to(pick_device(c["device"])).eval().requires_grad_(False)
+    return _frozen(flow, c["device"])
 
 
 @GENERATORS.register("cathode")

@@ -21,7 +21,7 @@ import torch
 import zuko
 
 from .base import GENERATORS
-from .cathode import build_flow, fit_flow
+from .cathode import BASE_FLOW_DEFAULTS, base_flow_config, fit_flow, load_frozen_flow
 from .curtains import Curtains
 
 __all__ = ["CurtainsF4F"]
@@ -35,17 +35,12 @@ class CurtainsF4F(Curtains):
 
     DEFAULTS: dict[str, Any] = {
         **{k: v for k, v in Curtains.DEFAULTS.items() if k not in ("n_projections", "mass_weight")},
-        **dict(base_flow="maf", base_transforms=6, base_hidden_features=[96, 96], base_epochs=20, base_lr=3e-3),
+        **BASE_FLOW_DEFAULTS,
     }
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         self._base: zuko.flows.Flow | None = None
-
-    def _base_config(self) -> dict[str, Any]:
-        c = self.config
-        return dict(flow=c["base_flow"], transforms=c["base_transforms"], hidden_features=c["base_hidden_features"],
-                    bins=c["bins"])  # fmt: skip
 
     def _objective(self, flow: zuko.flows.Flow, z: np.ndarray, mz: np.ndarray, tr: np.ndarray,
                    va: np.ndarray) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
@@ -55,7 +50,7 @@ class CurtainsF4F(Curtains):
         def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.as_tensor(z[idx], dtype=torch.float32), torch.as_tensor(mz[idx], dtype=torch.float32)
 
-        self._base = fit_flow(z.shape[1], self._base_config(), tensors(tr), tensors(va),
+        self._base = fit_flow(z.shape[1], base_flow_config(self.config), tensors(tr), tensors(va),
                               epochs=self.config["base_epochs"], lr=self.config["base_lr"], training=self.config)
 
         def likelihood_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -75,6 +70,5 @@ class CurtainsF4F(Curtains):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        base = build_flow(self._x.shape[1], self._base_config())
-        base.load_state_dict(state["base"])
-        self._base = base.to(self.device).eval().requires_grad_(False)
+        self._base = load_frozen_flow(self._x.shape[1], base_flow_config(self.config), state["base"],
+                                      self.config["device"])

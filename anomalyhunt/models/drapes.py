@@ -266,8 +266,8 @@ class Drapes(TemplateGenerator):
 
     def _seed_pool(self) -> tuple[np.ndarray, np.ndarray]:
         source = self.config["seed_source"]
-        if source == "simulation" and source not in self._seeds and getattr(self, "_simulation", None) is not None:
-            self.set_seed_events(*self._simulation, source="simulation")
+        if source == "simulation" and source not in self._seeds and super().has_simulation():
+            self.set_seed_events(*self.simulation(), source="simulation")
         if source == "simulation" and source not in self._seeds and self.config["simulation_path"]:
             path = Path(self.config["simulation_path"])
             try:

@@ -26,7 +26,7 @@ import zuko
 
 from ..errors import InputError
 from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
-from .cathode import build_flow, fit_flow
+from .cathode import BASE_FLOW_DEFAULTS, base_flow_config, fit_flow, load_frozen_flow
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 from .simulation import draw_near, signal_region, simulation_sidebands
@@ -49,12 +49,8 @@ class Feta(TemplateGenerator):
     DEFAULTS: dict[str, Any] = dict(
         **TRAINING_DEFAULTS,
         **TEMPLATE_DEFAULTS,
+        **BASE_FLOW_DEFAULTS,
         sr=None,
-        base_flow="maf",
-        base_transforms=6,
-        base_hidden_features=[96, 96],
-        base_epochs=20,
-        base_lr=3e-3,
         transforms=4,
         hidden_features=[64, 64],
         bins=8,
@@ -76,11 +72,6 @@ class Feta(TemplateGenerator):
     @property
     def device(self) -> torch.device:
         return pick_device(self.config["device"])
-
-    def _base_config(self) -> dict[str, Any]:
-        c = self.config
-        return dict(flow=c["base_flow"], transforms=c["base_transforms"], hidden_features=c["base_hidden_features"],
-                    bins=c["bins"])  # fmt: skip
 
     def _build(self, n_features: int) -> zuko.flows.Flow:
         """The transport: its ``transform`` at context m maps data to simulation (f^-1), its inverse simulation to
@@ -116,7 +107,7 @@ class Feta(TemplateGenerator):
         xs, ms = x_sim[sb], m_sim[sb]
         tr, va = validation_split(len(ms), c["val_fraction"], c["seed"])
         torch.manual_seed(c["seed"])
-        self._base = fit_flow(x.shape[1], self._base_config(), tensors(xs[tr], ms[tr]), tensors(xs[va], ms[va]),
+        self._base = fit_flow(x.shape[1], base_flow_config(c), tensors(xs[tr], ms[tr]), tensors(xs[va], ms[va]),
                               epochs=c["base_epochs"], lr=c["base_lr"], training=c)  # fmt: skip
         if x_val is None:
             tr, va = validation_split(len(m), c["val_fraction"], c["seed"])
@@ -173,9 +164,7 @@ class Feta(TemplateGenerator):
         self._scaler = EventScaler(self.config["preprocessing"], self.config["margin"])
         self._scaler.load_state_dict(state["scaler"])
         d = self._pool[0].shape[1]
-        base = build_flow(d, self._base_config())
-        base.load_state_dict(state["base"])
-        self._base = base.to(self.device).eval().requires_grad_(False)
+        self._base = load_frozen_flow(d, base_flow_config(self.config), state["base"], self.config["device"])
         self._flow = self._build(d)
         self._flow.load_state_dict(state["flow"])
         self._flow = self._flow.to(self.device).eval()
