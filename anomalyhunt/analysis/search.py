@@ -49,7 +49,7 @@ from .references import (
     sideband_reference,
     template_reference,
 )
-from .templates import make_generator, shares_training
+from .templates import Simulation, make_generator, read_simulation, shares_training
 
 #: Methods that are not template generators (LaCATHODE trains CATHODE's flow but classifies in its latent space).
 BASELINES = ("cwola", "idealized", "supervised", "lacathode")
@@ -91,6 +91,8 @@ class SearchConfig:
     reserved for the supervised reference (neither injected nor tested; at most half of the SR signal left after
     injection); every method of the configuration reserves them, so that all share one test set, except where the
     pool cannot spare them (then only ``supervised`` fails, and the others keep the full test set).
+    ``simulation``: a background simulation feature table (the data's feature columns and mjj) for the generators
+    that learn from one (FETA, SALAD, DRAPES with simulation seeds); none of the data's events may be in it.
     """
 
     method: str = "idealized"
@@ -114,6 +116,7 @@ class SearchConfig:
     folds: int = 5
     oversample: int | None = None
     generator_config: dict[str, Any] = field(default_factory=dict)
+    simulation: str | None = None
     device: str = "cpu"
     min_background: int = 50
     template_auc: bool = True
@@ -409,7 +412,8 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
         else:
             gen = make_search_generator(cfg)
             ref = template_reference(gen, sample.x, sample.m, regions, _oversample(cfg, gen) * int(sr.sum()),
-                                     _sub_seed(cfg.seed, 11), f"{cfg.method} template", shared)  # fmt: skip
+                                     _sub_seed(cfg.seed, 11), f"{cfg.method} template", shared,
+                                     simulation=search_simulation(cfg) if gen.wants_simulation() else None)  # fmt: skip
             template = ref.x
         reference = ref.x if template is None else template
         kf = cwola(x_sr, reference, x_test, **common)
@@ -556,11 +560,37 @@ def small_statistics_warnings(res: dict[str, Any]) -> list[str]:
 
 
 def check_inputs(cfgs: Sequence[SearchConfig]) -> None:
-    """Load every run's tables once here: bad input (a missing file, events twice, an empty table) is every run's
-    problem and stops with one line before any task; what fails inside a task after this is that run's own (an SR
-    with too few events) and is recorded with it."""
+    """Load every run's tables once here: bad input (a missing file, events twice, an empty table, a simulation
+    that holds data events or is missing for a method that learns from one) is every run's problem and stops with
+    one line before any task; what fails inside a task after this is that run's own (an SR with too few events) and
+    is recorded with it."""
     for key in {(c.background, c.signal, c.allow_partial) for c in cfgs}:
         load_tables(*key)
+    for c in cfgs:
+        wants = resolve_method(c.method) is not None and make_search_generator(c).wants_simulation()
+        if wants and c.simulation is None:
+            raise ConfigError(f"{c.method} learns from a background simulation: give --simulation FILE (a feature "
+                              "table with the data's features and mjj)")  # fmt: skip
+        if wants:
+            search_simulation(c)
+
+
+_SIMULATIONS: dict[tuple, Simulation] = {}
+
+
+def search_simulation(cfg: SearchConfig) -> Simulation:
+    """The background simulation of ``cfg`` (features and mjj in the data's units), read once per process and
+    checked against the run's data (:func:`~anomalyhunt.analysis.templates.read_simulation`)."""
+    if cfg.simulation is None:
+        raise ConfigError(f"{cfg.method} learns from a background simulation: give --simulation FILE")
+    key = (cfg.simulation, cfg.features, cfg.background, cfg.signal, cfg.allow_partial)
+    if key not in _SIMULATIONS:
+        bkg, sig = load_tables(cfg.background, cfg.signal, cfg.allow_partial)
+        data_source = ", ".join(cfg.background or ("the default data",)) + "".join(f", {p}" for p in cfg.signal)
+        _SIMULATIONS.clear()  # one simulation at a time: they are as large as the data
+        _SIMULATIONS[key] = read_simulation(cfg.simulation, cfg.features, pd.concat([bkg, sig], ignore_index=True),
+                                            data_source, cfg.allow_partial)[0]  # fmt: skip
+    return _SIMULATIONS[key]
 
 
 def share_key(cfg: SearchConfig) -> str | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..errors import ConfigError, InputError
 from ..models.base import GENERATORS, TemplateGenerator
@@ -45,7 +46,23 @@ def hand_simulation(gen: TemplateGenerator, simulation: Simulation | None) -> No
         gen.set_simulation(*simulation)
     elif not gen.has_simulation():
         raise InputError(f"{type(gen).__name__.lower()}", "needs a background simulation sample: call "
-                         "set_simulation(x, m) before fit (anomalyhunt hunt: --simulation FILE)")  # fmt: skip
+                         "set_simulation(x, m) before fit (anomalyhunt hunt / search: --simulation FILE)")  # fmt: skip
+
+
+def read_simulation(path: str, features: Sequence[str], data: pd.DataFrame, data_source: str,
+                    allow_partial: bool = False) -> tuple[Simulation, pd.DataFrame]:
+    """The background simulation at ``path`` (a feature table read like the data: the same feature columns, GeV
+    columns and mjj in TeV) and its table. Weighted events, or events the data ``data`` (read from
+    ``data_source``) also hold, stop with one line: the data's own events as "simulation" would morph the data onto
+    itself."""
+    from ..features import check_unique_events, check_unit_weights, load_feature_table
+    from .injection import feature_matrix, mjj_tev
+
+    table = load_feature_table(path, allow_partial)
+    simulation = (feature_matrix(table, features, path), mjj_tev(table, path))
+    check_unit_weights(table, path)
+    check_unique_events(pd.concat([data, table], ignore_index=True), f"{data_source} and the simulation {path}")
+    return simulation, table
 
 
 def fit_generator(gen: TemplateGenerator, x: np.ndarray, m: np.ndarray, regions: Regions,

@@ -95,7 +95,9 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
     from .search import merged_settings
 
     defaults: dict[str, Any] = {
-        "methods": ["cwola", "idealized", "supervised", *GENERATORS.names(),
+        # Generators that learn from a background simulation only when one is given.
+        "methods": ["cwola", "idealized", "supervised",
+                    *(n for n in GENERATORS.names() if args.simulation or not GENERATORS.get(n).needs_simulation),
                     *(["sigma-cr"] if "sigma" in GENERATORS else [])],
         "n_seeds": 5,
         "significance": 2.2,

@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.hunt import NullStudy, data_sample, fit_edges, run_hunt
     from ..analysis.null_toys import run_null_toys
-    from ..analysis.injection import DEFAULT_FEATURES, feature_matrix, mjj_tev
+    from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
     from ..analysis.references import CWOLA, LACATHODE
+    from ..analysis.templates import read_simulation
     from ..analysis.windows import check_train_on
     from ..errors import ConfigError
     from ..features import check_unique_events, check_unit_weights, load_feature_table
@@ -185,13 +186,9 @@ def run(args: argparse.Namespace) -> int:
                          inject=inject, inject_source=args.inject or "", n_signal=args.signal_events, seed=args.seed)
     check_unit_weights(every, ", ".join(args.features + ([args.inject] if args.inject else [])))
     simulation, sim_table = None, None
-    if args.simulation:  # the same reader and the same feature columns as the data
-        sim_table = load_feature_table(args.simulation, args.allow_partial)
-        simulation = (feature_matrix(sim_table, features, args.simulation), mjj_tev(sim_table, args.simulation))
-        check_unit_weights(sim_table, args.simulation)
-        # the data's own events as "simulation" would morph the data onto itself
-        check_unique_events(pd.concat([every, sim_table], ignore_index=True),
-                            f"{', '.join(args.features)} and the simulation {args.simulation}")
+    if args.simulation:
+        simulation, sim_table = read_simulation(args.simulation, features, every,
+                                                ", ".join(args.features), args.allow_partial)  # fmt: skip
     config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]

@@ -35,6 +35,9 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="feature table(s): processor Parquet output or LHCO v2 features .h5; label 0 = background, "
                         "1 = signal (repeatable; default: ../shared/data/lhco-like)")
     p.add_argument("--signal", action="append", metavar="FILE", help="separate signal feature table (repeatable)")
+    p.add_argument("--simulation", metavar="FILE_OR_DIR",
+                   help="background simulation (a feature table with the data's features and mjj, none of the data's "
+                        "events) for simulation-assisted generators: feta, salad, drapes with seed_source=simulation")
     p.add_argument("--allow-partial", action="store_true", default=None,
                    help="read processor outputs that are partial or mixed (refused by default), with a warning and "
                         "their counts in results.json")
@@ -119,6 +122,7 @@ def merged_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = 
         "sideband_width": args.sideband_width, "device": args.device, "scheduler": args.scheduler,
         "workers": args.workers, "out": args.out, "constituents": getattr(args, "constituents", None),
         "constituent_preset": getattr(args, "constituent_preset", None), "allow_partial": args.allow_partial,
+        "simulation": args.simulation,
     }
     for k, v in flags.items():
         if v is not None:
@@ -219,6 +223,7 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
     methods = [methods] if isinstance(methods, str) else list(methods)
     per_constituent = constituent_configs(s, methods)
     constituent_settings = {k: s.pop(k) for k in CONSTITUENT_KEYS if k in s}
+    simulation = s.pop("simulation", None)  # a template generator's input only
     constituent_settings.pop("constituent_config", None)
     if constituent_settings.get("constituents") and not s.get("background"):
         # Feature-level methods then read the same events, so that a seed injects the same signal for every method.
@@ -260,7 +265,8 @@ def expand(settings: dict[str, Any], out: str | Path) -> list:
                             **common, **constituent_settings, "constituent_config": per_constituent[method],
                         })  # fmt: skip
                     else:
-                        cfg = SearchConfig.from_dict({**common, "generator_config": dict(g)})
+                        cfg = SearchConfig.from_dict({**common, "generator_config": dict(g),
+                                                   "simulation": simulation if gen_name in GENERATORS else None})
                     cfg.out = str(Path(out) / cfg.name)
                     configs.append(cfg)
     return configs
