@@ -35,7 +35,7 @@ SIM_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (5, 6, 7, 8)]
 SIM_MASS_SCALE, SIM_TAU21_SHIFT = 1.08, 0.04
 
 # Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
-# 0.530/0.528/0.531, sigma (velocity interpolation) 0.556/0.561/0.565 (k pi time frequencies: 0.564 for seed 0),
+# 0.530/0.528/0.531, sigma (context interpolation one SR width outside the SR, the defaults) 0.557/0.564/0.567,
 # rad-ot (no training; pairing seeds) 0.545/0.554/0.543, curtains (10 epochs) 0.576/0.557, curtains-f4f (base 15
 # epochs, transport 10) 0.533/0.536; with the simulation of :data:`SIM_FILES` (jet masses x 1.08, tau21 + 0.04),
 # whose own SR events score 0.616/0.617 (two draws): feta (simulation flow 10 epochs, transport 8) 0.542/0.528 (fits
@@ -50,7 +50,7 @@ SIM_CONTROL_MIN_AUC = 0.59  # measured 0.616 / 0.617 for the simulation's own SR
 CONFIGS = {
     "cathode": dict(epochs=15, patience=None),
     "drapes": dict(mode="full", epochs=25, patience=None),
-    "sigma": dict(interpolation="velocity", epochs=25, patience=None),
+    "sigma": dict(epochs=25, patience=None),  # context interpolation, one SR width outside the SR (the defaults)
     "rad-ot": dict(),  # nothing to train: the defaults
     "curtains": dict(epochs=10, patience=None),
     "curtains-f4f": dict(epochs=10, base_epochs=15, patience=None),
