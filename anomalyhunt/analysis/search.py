@@ -411,9 +411,10 @@ def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None 
             template = idealized_reference(sample.x_ideal, sample.m_ideal, regions, n_ref, _sub_seed(cfg.seed, 5)).x
         else:
             gen = make_search_generator(cfg)
+            simulation = search_simulation(cfg) if cfg.simulation and gen.wants_simulation() else None
             ref = template_reference(gen, sample.x, sample.m, regions, _oversample(cfg, gen) * int(sr.sum()),
                                      _sub_seed(cfg.seed, 11), f"{cfg.method} template", shared,
-                                     simulation=search_simulation(cfg) if gen.wants_simulation() else None)  # fmt: skip
+                                     simulation=simulation)  # fmt: skip
             template = ref.x
         reference = ref.x if template is None else template
         kf = cwola(x_sr, reference, x_test, **common)
@@ -581,9 +582,7 @@ _SIMULATIONS: dict[tuple, Simulation] = {}
 def search_simulation(cfg: SearchConfig) -> Simulation:
     """The background simulation of ``cfg`` (features and mjj in the data's units), read once per process and
     checked against the run's data (:func:`~anomalyhunt.analysis.templates.read_simulation`)."""
-    if cfg.simulation is None:
-        raise ConfigError(f"{cfg.method} learns from a background simulation: give --simulation FILE")
-    key = (cfg.simulation, cfg.features, cfg.background, cfg.signal, cfg.allow_partial)
+    key = (str(cfg.simulation), cfg.features, cfg.background, cfg.signal, cfg.allow_partial)
     if key not in _SIMULATIONS:
         bkg, sig = load_tables(cfg.background, cfg.signal, cfg.allow_partial)
         data_source = ", ".join(cfg.background or ("the default data",)) + "".join(f", {p}" for p in cfg.signal)
