@@ -161,7 +161,8 @@ class Sigma(TemplateGenerator):
         # 0.91; 1.25 widths 1.1 / 0.5 / 0.9; 1.5 widths 2.2 / 2.8 (the far masses' own mismodelling). Fidelity
         # (template AUC against the held-out true SR background, tests/test_generators.py data, seed 1): context
         # 0.557 / 0.565 / 0.567 at 0.5 / 1 / 2 widths, velocity 0.563 / 0.603 / 0.668: context keeps the
-        # wider gap's fidelity, velocity does not.
+        # wider gap's fidelity, velocity does not. The cost: in the full-size fit-based hunt the wider gap's template
+        # error shows (background-only local Z spread 5.7 SR-trained against 2.4 at half a width; README).
         interp_offset=1.0,
         sr=None,
         mask_sr=False,
