@@ -206,7 +206,9 @@ def test_cached_sample_generates_once(tmp_path, monkeypatch):
         ({"out": "x.root"}, "must be the HDF5 file"),
         ({"m_y": 5.0}, "m_y must be >= 10 GeV"),
         ({"process": "svj", "r_inv": 1.5}, "r_inv must be in"),
-        ({"process": "svj", "m_zprime": 50.0}, "m_zprime must lie between"),
+        ({"process": "svj", "m_zprime": 15.0}, "m_zprime must lie between"),
+        ({"process": "svj", "m_dark_quark": 0.1}, "m_dark_quark must be in"),
+        ({"process": "svj", "m_dark_rho": 0.5}, "m_dark_rho must be in"),
         ({"mass": 3.0}, "unknown parameters"),
     ],
 )
@@ -238,13 +240,18 @@ def test_cli_reports_bad_masses(tmp_path, capsys):
 
 
 def test_svj_dark_mesons_decay_invisibly_with_r_inv():
-    """In Pythia's event record, the share of dark-meson decays into dark matter is r_inv (binomial bound).
-    Measured (15 events): 0.30 of 203 decays at r_inv = 0.3, 0.70 of 242 at 0.75."""
-    from anomalyhunt.generation.config import DARK_MESONS, DM_FERMION, GenerationConfig
+    """The talk's dark sector by default (2 TeV Z', 500 MeV dark quarks, dark pions of 4 GeV and rho mesons of 5 GeV),
+    and in Pythia's event record the share of dark-meson decays into dark matter is r_inv (binomial bound), for
+    pions and rhos alike. Measured (15 events): 0.30 of 203 decays at r_inv = 0.3, 0.70 of 242 at 0.75."""
+    from anomalyhunt.generation.config import DARK_MESONS, DARK_PION, DARK_RHO, DM_FERMION, GenerationConfig
 
+    default = GenerationConfig("svj")
+    assert (default.m_zprime, default.m_dark_quark, default.r_inv, default.trigger_pt) == (2000.0, 0.5, 0.75, 150.0)
+    assert GenerationConfig("qcd").trigger_pt == 1200.0
     for r_inv in (0.3, 0.75):
         pythia = gen_pythia.make_pythia(GenerationConfig("svj", r_inv=r_inv), 4242)
         invisible = decays = 0
+        masses: dict[int, list[float]] = {DARK_PION: [], DARK_RHO: []}
         for _ in range(15):
             assert pythia.next()
             for p in pythia.event:
@@ -253,8 +260,12 @@ def test_svj_dark_mesons_decay_invisibly_with_r_inv():
                     if daughter != p.idAbs():  # a decay, not a recoil copy
                         decays += 1
                         invisible += daughter == DM_FERMION
+                        masses[p.idAbs()].append(p.m())
         assert decays > 100
         assert abs(invisible / decays - r_inv) < 4 * np.sqrt(r_inv * (1 - r_inv) / decays), (r_inv, invisible, decays)
+        assert len(masses[DARK_PION]) > 10 and len(masses[DARK_RHO]) > 10, {k: len(v) for k, v in masses.items()}
+        assert np.median(masses[DARK_PION]) == pytest.approx(4.0, abs=0.1)
+        assert np.median(masses[DARK_RHO]) == pytest.approx(5.0, abs=0.1)
 
 
 def _visible_system(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -32,9 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mzprime", type=float, default=_DEFAULTS["m_zprime"], help="Z' mass in GeV (svj)")
     p.add_argument("--rinv", type=float, default=_DEFAULTS["r_inv"],
                    help="invisible fraction of dark-meson decays (svj)")
-    p.add_argument("--mdark", type=float, default=_DEFAULTS["m_dark"], help="dark meson mass in GeV (svj)")
+    p.add_argument("--mdark-quark", type=float, default=_DEFAULTS["m_dark_quark"], help="dark quark mass in GeV (svj)")
+    p.add_argument("--mdark-pion", type=float, default=_DEFAULTS["m_dark_pion"], help="dark pion mass in GeV (svj)")
+    p.add_argument("--mdark-rho", type=float, default=_DEFAULTS["m_dark_rho"], help="dark rho mass in GeV (svj)")
     p.add_argument("--pthat-min", type=float, default=_DEFAULTS["pthat_min"], help="PhaseSpace:pTHatMin in GeV (qcd)")
-    p.add_argument("--trigger-pt", type=float, default=_DEFAULTS["trigger_pt"], help="leading-jet pT trigger in GeV")
+    p.add_argument("--trigger-pt", type=float, default=None,
+                   help="leading-jet pT trigger in GeV (default: 1200 for qcd and signal, 150 for svj)")
     p.add_argument("--jet-radius", type=float, default=_DEFAULTS["jet_radius"], help="anti-kT radius of trigger jets")
     p.add_argument("--eta-max", type=float, default=_DEFAULTS["eta_max"], help="particle acceptance |eta| < eta_max")
     p.add_argument(

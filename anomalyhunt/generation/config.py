@@ -17,20 +17,25 @@ LABELS = {"qcd": 0, "signal": 1, "svj": 1}
 PROCESS_PARAMETERS = {
     "qcd": ("pthat_min",),
     "signal": ("m_wprime", "m_x", "m_y"),
-    "svj": ("m_zprime", "r_inv", "m_dark"),
+    "svj": ("m_zprime", "r_inv", "m_dark_quark", "m_dark_pion", "m_dark_rho"),
 }
 SQRT_S_GEV = 13000.0
 # Accepted events per independently seeded Pythia run; part of what defines a sample (it changes the events).
 DEFAULT_BLOCK_SIZE = 50
 # Pythia's Random:seed must lie in 1..900_000_000.
 MAX_PYTHIA_SEED = 900_000_000
+#: Leading anti-kT jet pT (GeV) an event must pass: the R&D trigger for QCD and the W'; lower for semi-visible jets.
+#: The 2 TeV Z' -> semi-visible jets (r_inv = 0.75) has a leading visible jet of median 250 GeV (10-90%: 90-640 GeV);
+#: 150 GeV keeps ~3/4 of them (QCD to match: ``--pthat-min 120 --trigger-pt 150``).
+TRIGGER_PT = {"qcd": 1200.0, "signal": 1200.0, "svj": 150.0}
 # Z -> d u s c b and W -> d u s c (as the R&D benchmark: hadronic X and Y).
 X_DECAY_QUARKS = "1 2 3 4 5"
 Y_DECAY_QUARKS = "1 2 3 4"
-# Hidden Valley: the dark pseudoscalar and vector mesons of a one-flavour dark sector, the stable dark-matter
-# fermion their invisible decays go to (Pythia's 52, not visible) and the quark of their visible decays (with
-# meMode 91 the d dbar pair hadronises as a string).
-DARK_MESONS = (4900111, 4900113)
+# Hidden Valley: the dark pseudoscalar (pion) and vector (rho) mesons of a one-flavour dark sector, the stable
+# dark-matter fermion their invisible decays go to (Pythia's 52, not visible) and the quark of their visible decays
+# (with meMode 91 the d dbar pair hadronises as a string).
+DARK_PION, DARK_RHO = 4900111, 4900113
+DARK_MESONS = (DARK_PION, DARK_RHO)
 DM_FERMION = 52
 VISIBLE_QUARK = 1
 
@@ -44,10 +49,15 @@ class GenerationConfig:
     """Physics parameters of a QCD dijet, W' -> X(qq) Y(qq) or semi-visible-jet sample (GeV); validated on
     construction.
 
-    ``svj``: a Z' (Pythia's Hidden Valley Z_v, mass ``m_zprime``) decays to a dark quark pair, which showers and
-    hadronises in a dark SU(3) with one flavour (confinement scale m_dark / 2); every dark meson (mass ``m_dark``)
-    decays invisibly, to a pair of dark-matter fermions, with probability ``r_inv``, and otherwise to d dbar, which
-    hadronises into visible particles: jets with an invisible share of about ``r_inv``, as in the DarkCLR benchmark.
+    ``svj``: the DarkCLR talk's semi-visible jets (Buss et al., arXiv 2202.00686): a Z' (Pythia's Hidden Valley
+    Z_v) of ``m_zprime`` = 2 TeV decays to a pair of dark quarks of ``m_dark_quark`` = 500 MeV, which shower and
+    hadronise in a dark SU(3) (one flavour) to dark pions and rho mesons; each dark meson decays invisibly, to a pair
+    of dark-matter fermions, with probability ``r_inv`` = 0.75, and otherwise to d dbar, which hadronises into
+    visible particles: jets with an invisible share of about ``r_inv``. The talk gives no meson masses:
+    ``m_dark_pion`` = 4 GeV and ``m_dark_rho`` = 5 GeV are ours (the rho below the two-pion threshold, so every
+    meson decays to the visible or the invisible sector directly), with the confinement scale at half the rho mass,
+    as in QCD (Lambda ~ 0.3 GeV, m_rho = 0.77 GeV). The trigger of these events is lower than the R&D one
+    (:data:`TRIGGER_PT`): most of a 2 TeV Z' leaves unseen.
     """
 
     process: str
@@ -55,18 +65,23 @@ class GenerationConfig:
     m_x: float = 500.0
     m_y: float = 100.0
     pthat_min: float = 1100.0
-    m_zprime: float = 3500.0
+    m_zprime: float = 2000.0
     r_inv: float = 0.75
-    m_dark: float = 20.0
-    trigger_pt: float = 1200.0
+    m_dark_quark: float = 0.5
+    m_dark_pion: float = 4.0
+    m_dark_rho: float = 5.0
+    #: ``None``: the process's default, :data:`TRIGGER_PT`.
+    trigger_pt: float | None = None
     jet_radius: float = 1.0
     eta_max: float = 4.0
 
     def __post_init__(self) -> None:
         if self.process not in PROCESSES:
             raise ConfigError(f"generate: process must be one of {PROCESSES}, got {self.process!r}")
-        for name in ("m_wprime", "m_x", "m_y", "pthat_min", "m_zprime", "r_inv", "m_dark", "trigger_pt", "jet_radius",
-                     "eta_max"):  # fmt: skip
+        if self.trigger_pt is None:
+            object.__setattr__(self, "trigger_pt", TRIGGER_PT.get(self.process, TRIGGER_PT["qcd"]))
+        for name in ("m_wprime", "m_x", "m_y", "pthat_min", "m_zprime", "r_inv", "m_dark_quark", "m_dark_pion",
+                     "m_dark_rho", "trigger_pt", "jet_radius", "eta_max"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"generate: {name} must be a finite number, got {value!r}")
@@ -93,12 +108,18 @@ class GenerationConfig:
         if self.process == "svj":
             if not 0.0 <= self.r_inv <= 1.0:
                 raise ConfigError(f"generate: r_inv must be in [0, 1], got {self.r_inv}")
-            if not 1.0 <= self.m_dark <= 500.0:
-                raise ConfigError(f"generate: m_dark must be in [1, 500] GeV, got {self.m_dark}")
-            if not 4 * self.m_dark < self.m_zprime < SQRT_S_GEV:
+            # Pythia's Hidden Valley hadronisation needs a dark quark of >= 0.4 GeV and mesons heavier than two quarks.
+            if not 0.4 <= self.m_dark_quark <= 100.0:
+                raise ConfigError(f"generate: m_dark_quark must be in [0.4, 100] GeV, got {self.m_dark_quark}")
+            for name in ("m_dark_pion", "m_dark_rho"):
+                if not 2 * self.m_dark_quark <= getattr(self, name) <= 500.0:
+                    raise ConfigError(f"generate: {name} must be in [2 m_dark_quark = {2 * self.m_dark_quark:g}, 500] "
+                                      f"GeV, got {getattr(self, name)}")  # fmt: skip
+            heaviest = max(self.m_dark_pion, self.m_dark_rho)
+            if not 4 * heaviest < self.m_zprime < SQRT_S_GEV:
                 raise ConfigError(
-                    f"generate: m_zprime must lie between 4 m_dark = {4 * self.m_dark:g} GeV and sqrt(s) = "
-                    f"{SQRT_S_GEV:g} GeV, got {self.m_zprime}"
+                    f"generate: m_zprime must lie between 4 x the heaviest dark meson = {4 * heaviest:g} GeV and "
+                    f"sqrt(s) = {SQRT_S_GEV:g} GeV, got {self.m_zprime}"
                 )
 
     @property
@@ -147,7 +168,7 @@ class GenerationConfig:
 
     def _hidden_valley(self) -> list[str]:
         """Z_v -> q_v q_v~ with a dark shower and dark hadronisation; dark mesons decay invisibly with r_inv."""
-        lam = 0.5 * self.m_dark
+        lam = 0.5 * self.m_dark_rho
         lines = [
             "HiddenValley:ffbar2Zv = on",
             f"4900023:m0 = {_fmt(self.m_zprime)}",
@@ -163,11 +184,12 @@ class GenerationConfig:
             "HiddenValley:alphaOrder = 1",
             f"HiddenValley:Lambda = {_fmt(lam)}",
             f"HiddenValley:pTminFSR = {_fmt(1.1 * lam)}",
-            f"4900101:m0 = {_fmt(lam)}",
-            f"{DM_FERMION}:m0 = {_fmt(min(0.1, 0.1 * self.m_dark))}",
+            f"4900101:m0 = {_fmt(self.m_dark_quark)}",
+            f"{DM_FERMION}:m0 = {_fmt(min(0.1, 0.1 * self.m_dark_pion))}",
         ]
+        masses = {DARK_PION: self.m_dark_pion, DARK_RHO: self.m_dark_rho}
         for meson in DARK_MESONS:  # pseudoscalar and vector, one flavour: both flavour-diagonal, so both may decay
-            lines.append(f"{meson}:m0 = {_fmt(self.m_dark)}")
+            lines.append(f"{meson}:m0 = {_fmt(masses[meson])}")
             channels = [(1.0 - self.r_inv, f"91 {VISIBLE_QUARK} -{VISIBLE_QUARK}"),
                         (self.r_inv, f"0 {DM_FERMION} -{DM_FERMION}")]  # fmt: skip
             first = True

@@ -55,7 +55,9 @@ CLI_FLAGS = {
     "pthat_min": "pthat-min",
     "m_zprime": "mzprime",
     "r_inv": "rinv",
-    "m_dark": "mdark",
+    "m_dark_quark": "mdark-quark",
+    "m_dark_pion": "mdark-pion",
+    "m_dark_rho": "mdark-rho",
     "trigger_pt": "trigger-pt",
     "jet_radius": "jet-radius",
     "eta_max": "eta-max",
@@ -228,7 +230,8 @@ def generate(
     """Generate ``n_events`` triggered events and write them to ``out`` in the LHCO R&D particle layout.
 
     ``params``: the physics parameters of :class:`~anomalyhunt.generation.config.GenerationConfig` (``m_wprime
-    m_x m_y pthat_min m_zprime r_inv m_dark trigger_pt jet_radius eta_max``; defaults there).
+    m_x m_y pthat_min m_zprime r_inv m_dark_quark m_dark_pion m_dark_rho trigger_pt jet_radius eta_max``;
+    defaults there).
 
     With ``nanoaod`` the same particles also go to ``out`` with suffix ``.root`` (tree ``Events``, ``PFCands_*``).
     The run configuration is written beside it as ``<out stem>.config.json``. Output depends on ``seed`` and the
