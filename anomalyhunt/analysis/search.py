@@ -49,7 +49,7 @@ from .references import (
     sideband_reference,
     template_reference,
 )
-from .templates import Simulation, make_generator, read_simulation, shares_training
+from .templates import Simulation, make_generator, read_simulation, require_simulation, shares_training
 
 #: Methods that are not template generators (LaCATHODE trains CATHODE's flow but classifies in its latent space).
 BASELINES = ("cwola", "idealized", "supervised", "lacathode")
@@ -569,9 +569,7 @@ def check_inputs(cfgs: Sequence[SearchConfig]) -> None:
         load_tables(*key)
     for c in cfgs:
         wants = resolve_method(c.method) is not None and make_search_generator(c).wants_simulation()
-        if wants and c.simulation is None:
-            raise ConfigError(f"{c.method} learns from a background simulation: give --simulation FILE (a feature "
-                              "table with the data's features and mjj)")  # fmt: skip
+        require_simulation([c.method] if wants else [], c.simulation)
         if wants:
             search_simulation(c)
 

@@ -49,6 +49,14 @@ def hand_simulation(gen: TemplateGenerator, simulation: Simulation | None) -> No
                          "set_simulation(x, m) before fit (anomalyhunt hunt / search: --simulation FILE)")  # fmt: skip
 
 
+def require_simulation(needing: Sequence[str], simulation: str | None) -> None:
+    """One line, before any work, when methods that learn from a background simulation (``needing``) get none."""
+    names = list(dict.fromkeys(needing))
+    if names and not simulation:
+        raise ConfigError(f"{', '.join(names)} {'learns' if len(names) == 1 else 'learn'} from a background "
+                          "simulation: give --simulation FILE (a feature table with the data's features and mjj)")
+
+
 def read_simulation(path: str, features: Sequence[str], data: pd.DataFrame, data_source: str,
                     allow_partial: bool = False) -> tuple[Simulation, pd.DataFrame]:
     """The background simulation at ``path`` (a feature table read like the data: the same feature columns, GeV

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.injection import DEFAULT_FEATURES
     from ..analysis.regions import parse_window
     from ..analysis.references import CWOLA, LACATHODE
-    from ..analysis.templates import read_simulation
+    from ..analysis.templates import read_simulation, require_simulation
     from ..analysis.windows import check_train_on
     from ..errors import ConfigError
     from ..features import check_unique_events, check_unit_weights, load_feature_table
@@ -171,9 +171,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cwola: features {correlated} scale with mjj, so CWoLa hunting would sculpt a bump; give "
                           "mass-decorrelated inputs, e.g. --feature tau21_j1 --feature tau21_j2")
     needing = [m for m in methods + [args.null_model] if m in GENERATORS and GENERATORS.get(m).needs_simulation]
-    if needing and not args.simulation:
-        raise ConfigError(f"{', '.join(dict.fromkeys(needing))} learn(s) from a background simulation: give "
-                          "--simulation FILE (a feature table with the data's features and mjj)")
+    require_simulation(needing, args.simulation)
     check_train_on(args.train_on, methods)  # before any work, the pseudo-experiments' included
     check_out_dir(args)
     seed_everything(args.seed)
