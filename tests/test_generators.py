@@ -35,7 +35,8 @@ SIM_FILES = [f"rnd_qcd_seed100{i}.features.h5" for i in (5, 6, 7, 8)]
 SIM_MASS_SCALE, SIM_TAU21_SHIFT = 1.08, 0.04
 
 # Template-vs-truth AUCs measured with these settings (training seeds 0, 1, 2): cathode 0.537/0.538/0.537, drapes
-# 0.530/0.528/0.531, sigma (context interpolation one SR width outside the SR, the defaults) 0.557/0.564/0.567,
+# 0.530/0.528/0.531, sigma (the defaults: context, cubic through 2.6/2.9/4.1/4.5 TeV) 0.568/0.568/0.568 (linear from
+# 2.9/4.1: 0.557/0.564/0.567),
 # rad-ot (no training; pairing seeds) 0.545/0.554/0.543, curtains (10 epochs) 0.576/0.557, curtains-f4f (base 15
 # epochs, transport 10) 0.533/0.536; with the simulation of :data:`SIM_FILES` (jet masses x 1.08, tau21 + 0.04),
 # whose own SR events score 0.616/0.617 (two draws): feta (simulation flow 10 epochs, transport 8) 0.542/0.528 (fits
@@ -50,7 +51,7 @@ SIM_CONTROL_MIN_AUC = 0.59  # measured 0.616 / 0.617 for the simulation's own SR
 CONFIGS = {
     "cathode": dict(epochs=15, patience=None),
     "drapes": dict(mode="full", epochs=25, patience=None),
-    "sigma": dict(epochs=25, patience=None),  # context interpolation, one SR width outside the SR (the defaults)
+    "sigma": dict(epochs=25, patience=None),  # context, cubic from one and two SR widths outside the SR (the defaults)
     "rad-ot": dict(),  # nothing to train: the defaults
     "curtains": dict(epochs=10, patience=None),
     "curtains-f4f": dict(epochs=10, base_epochs=15, patience=None),
@@ -347,15 +348,17 @@ def test_sigma_interpolations_on_toy() -> None:
     means = {how: model.sample(target, region=region, seed=4, interpolation=how)[:, 0].mean()
              for how in ("velocity", "layer", "context", "none")}
     print("toy SIGMA x1 means at m = 2 (truth 4.0):", means)
-    # The conditional mean is linear in m, so interpolating between m1 = 1.4 and m2 = 2.6 lands on 4.0.
+    # The conditional mean is linear in m, so interpolating from 1.0, 1.4 | 2.6, 3.0 lands on 4.0.
     assert abs(means["velocity"] - 4.0) < 0.1
     for how in ("layer", "context", "none"):
         assert abs(means[how] - 4.0) < 0.3, how
 
-    # At m = m1 the interpolation weight is exactly 1: velocity and layer interpolation reduce to the model at m1.
-    m1, m2 = model.interpolation_masses(region)
-    assert (m1, m2) == pytest.approx((1.4, 2.6))  # one SR width outside each edge, the default
-    at_m1 = np.full(300, m1)
+    # At an interpolation mass its weight is exactly 1 (the others' 0): velocity and layer interpolation reduce to
+    # the model there.
+    masses = model.interpolation_masses(region)
+    # one and two SR widths outside each edge, the default (the outer ones at the edges of the training masses)
+    assert masses == pytest.approx((1.0, 1.4, 2.6, 3.0), abs=1e-3)
+    at_m1 = np.full(300, masses[1])
     plain = model.sample(at_m1, seed=5, interpolation="none")
     for how in ("velocity", "layer"):
         np.testing.assert_allclose(model.sample(at_m1, region=region, seed=5, interpolation=how), plain, atol=1e-5)
@@ -398,21 +401,27 @@ def test_sigma_ode_velocity_is_the_defined_field() -> None:
     ``interpolated`` for every interpolation; ``integrate_ode`` with a known field lands on its solution."""
     import torch
 
-    from anomalyhunt.models.sigma import VelocityField, integrate_ode
+    from anomalyhunt.models.sigma import VelocityField, integrate_ode, lagrange_weights
 
     torch.manual_seed(0)
     field = VelocityField(4, hidden=16, n_blocks=2, n_mass_freqs=3, n_time_freqs=2)
     for block in field.net.blocks:  # the last layers start at zero; make every block matter
         torch.nn.init.normal_(block.lin2.weight, std=0.3)
-    x, s, xi = torch.randn(50, 4), torch.rand(50), torch.rand(50)
+    x, s = torch.randn(50, 4), torch.rand(50)
     t = torch.full((50,), 0.37)
-    s1, s2 = torch.full((50,), 0.2), torch.full((50,), 0.8)
     with torch.no_grad():
         fast = field.ode_velocity("none", s)(x, 0.37)
         torch.testing.assert_close(fast, field(x, t, s), atol=1e-5, rtol=1e-5)
-        for how in ("velocity", "layer", "context"):
-            fast = field.ode_velocity(how, s, 0.2, 0.8, xi)(x, 0.37)
-            torch.testing.assert_close(fast, field.interpolated(x, t, s1, s2, xi, how), atol=1e-5, rtol=1e-5)
+        for nodes in ([0.2, 0.8], [0.1, 0.2, 0.8, 0.9]):
+            weights = torch.as_tensor(lagrange_weights(0.3 + 0.4 * s.numpy(), nodes), dtype=torch.float32)
+            for how in ("velocity", "layer", "context"):
+                fast = field.ode_velocity(how, s, nodes, weights)(x, 0.37)
+                torch.testing.assert_close(fast, field.interpolated(x, t, nodes, weights, how), atol=1e-5, rtol=1e-5)
+    # Two masses: the talk's xi = (m2 - m) / (m2 - m1) and 1 - xi; four: the cubic through them (exact on m^3).
+    m = np.linspace(0.3, 0.7, 5)
+    np.testing.assert_allclose(lagrange_weights(m, [0.2, 0.8]), np.column_stack([(0.8 - m) / 0.6, (m - 0.2) / 0.6]))
+    nodes = np.array([0.1, 0.2, 0.8, 0.9])
+    np.testing.assert_allclose(lagrange_weights(m, nodes) @ nodes**3, m**3)
     # dx/dt = -x: x(1) = x0 / e; midpoint with 3 steps gives (1 - h + h^2 / 2)^3 = 0.3767, RK4 within 3e-4.
     x0, exact = torch.ones(3, 2), torch.full((3, 2), np.exp(-1.0))
     torch.testing.assert_close(integrate_ode(lambda xx, tt: -xx, x0, 3), torch.full((3, 2), (13 / 18) ** 3))

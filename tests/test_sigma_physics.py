@@ -3,8 +3,8 @@
 One SIGMA model is trained on all data (SR included) with the W'(3500) -> X(500) Y(100) signal injected strongly. In a
 truth signal box (jet masses near m_Y and m_X, two-prong jets) the template of the model evaluated in the SR itself
 (v^data, ``interpolation="none"``) must show the signal it learned there, while the templates interpolated from two
-sideband masses (``"velocity"`` and ``"context"``) at the default interpolation masses must agree with the true SR
-background, while masses half a width outside the SR (the former default) pick the signal up.
+sideband masses (``"velocity"`` and ``"context"``, cubic through the default four masses) must agree with the true SR
+background, while the linear interpolation from half a width outside the SR (the former default) picks the signal up.
 
 Counts: the template (3 events per SR data event, at the SR data masses) is normalised to the SR data size. The
 error on template - truth is sqrt(B + n_T / k^2): Poisson on the true background count B in the box and binomial
@@ -27,10 +27,10 @@ from anomalyhunt.models.sigma import Sigma
 N_QCD_FILES = 4
 SIGNIFICANCE = 6.0
 SR = (3.3, 3.7)
-#: The default interpolation masses: one SR width outside each SR edge (2.9 / 4.1 TeV; see Sigma.DEFAULTS for the
-#: rule). Half a width (3.1 / 3.9 TeV, the former default) picks up this signal: its low-mass tail puts 4 % of the
-#: W' events at 3.1-3.2 TeV, and the CPU-sized model smears what it learns over several hundred GeV in mjj.
-INTERP_MASSES = (2.9, 4.1)
+#: The default interpolation masses: one and two SR widths outside each SR edge (see Sigma.DEFAULTS for the rule).
+#: Half a width (3.1 / 3.9 TeV, linear: the former default) picks up this signal: its tails put 4 % of the W' events
+#: at 3.1-3.2 TeV and 1.7 % at 3.9-4.1 TeV, and the CPU-sized model smears what it learns over hundreds of GeV in mjj.
+INTERP_MASSES = (2.5, 2.9, 4.1, 4.5)
 HALF_WIDTH_MASSES = (3.1, 3.9)
 OVERSAMPLE = 3
 
@@ -72,7 +72,7 @@ def test_sigma_signal_box_vdata_vs_interpolated(lhco_dir: Path) -> None:
     t_data, pull_data = box_pull(gen.sample(masses, region=SR, seed=5, interpolation="none"), OVERSAMPLE, b_box)
     t_interp, pull_interp = box_pull(gen.sample(masses, region=SR, seed=5, interpolation="velocity"), OVERSAMPLE, b_box)
     t_context, pull_context = box_pull(gen.sample(masses, region=SR, seed=5), OVERSAMPLE, b_box)  # context
-    half = Sigma(**{**gen.config, "interp_offset": 0.5})  # the same model at the former half-width masses
+    half = Sigma(**{**gen.config, "interp_points": 2, "interp_offset": 0.5})  # the same model, the former default
     half.load_state_dict(gen.state_dict())
     assert half.interpolation_masses(SR) == pytest.approx(HALF_WIDTH_MASSES)
     t_half, pull_half = box_pull(half.sample(masses, region=SR, seed=5), OVERSAMPLE, b_box)
@@ -80,9 +80,10 @@ def test_sigma_signal_box_vdata_vs_interpolated(lhco_dir: Path) -> None:
           f"({pull_interp:.1f}), context {t_context:.0f} ({pull_context:.1f}); half-width masses: context "
           f"{t_half:.0f} ({pull_half:.1f})")
     # Measured (model seeds 1 / 2 / 3): v^data 465 / 462 / 423 predicted vs 236 true (pull 11.6 / 11.5 / 9.6: the
-    # model reproduces about half of the 462 signal events); context 257 / 257 / 253 (pull 1.2 / 1.2 / 0.9),
-    # velocity 259 / 261 / 260 (1.3 / 1.4 / 1.3): both remove 87-91 % of what v^data adds. At the half-width masses
-    # context gave 312 / 312 / 299 (pull 4.1 / 4.1 / 3.4), removing 66 %.
+    # model reproduces about half of the 462 signal events); context 247 / 252 / 254 (pull 0.6 / 0.9 / 1.0),
+    # velocity 258 / 260 / 259 (1.2 / 1.4 / 1.3): they remove 88-95 % of what v^data adds. Linear from half a width
+    # out, context gave 312 / 312 / 299 (pull 4.1 / 4.1 / 3.4), removing 66 %. (At S/sqrt(B) = 4: context pulls
+    # 0.7 / 1.3 / 0.6 against 2.4 / 3.2 / 1.8 for the former default.)
     assert pull_data > 3.0, (t_data, b_box)
     for predicted, pull in ((t_interp, pull_interp), (t_context, pull_context)):
         assert abs(pull) < 2.0, (predicted, b_box)

@@ -5,12 +5,14 @@ The model learns the velocity ``v(x_t, t; m)`` of the straight (rectified) path 
 :class:`~anomalyhunt.models.nn.FrequencyEmbedding` of the mass scaled onto [0, 1] over ``m_range`` with frequencies
 ``2^k pi`` (k < ``n_mass_freqs``), and the time through ``beta(t)`` with frequencies ``k pi`` (k = 1 ..
 ``n_time_freqs``), as in the SIGMA talk (its ``L`` and ``L' + 1``). A template for a signal region [lo, hi] never
-evaluates the model inside it: the field is interpolated between two sideband masses ``m1 < lo < hi < m2`` with
-``xi = (m2 - m) / (m2 - m1)``, by ``interpolation`` (``"context"`` by default):
+evaluates the model inside it: the field is interpolated from sideband masses ``m_1 < ... < lo < hi < ... < m_K``
+with the Lagrange weights ``w_i(m)`` of those masses (for K = 2 the talk's ``xi = (m2 - m) / (m2 - m1)`` and
+``1 - xi``; K = 4, two masses per side, is the talk's "more than two mass points" and the default), by
+``interpolation`` (``"context"`` by default):
 
-* ``"context"``: the network evaluated at ``xi alpha(m1) + (1 - xi) alpha(m2)`` (the talk's gamma_c^int);
-* ``"velocity"``: ``xi v(m1) + (1 - xi) v(m2)`` (the talk's v^int);
-* ``"layer"``: every block's hidden activations mixed with weights ``(xi, 1 - xi)`` (the talk's gamma_i^int);
+* ``"context"``: the network evaluated at ``sum_i w_i alpha(m_i)`` (the talk's gamma_c^int);
+* ``"velocity"``: ``sum_i w_i v(m_i)`` (the talk's v^int);
+* ``"layer"``: every block's hidden activations mixed with weights ``w_i`` (the talk's gamma_i^int);
 * ``"none"``: the model at ``m`` itself (v^data: trained on the SR, so it reproduces any signal there -- a reference).
 
 ``mask_sr=True`` drops the SR (``sr`` config, or ``region`` given to :meth:`Sigma.fit`) from training: v^CR, a
@@ -20,7 +22,7 @@ midpoint or RK4 with ``n_steps``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,9 +33,20 @@ from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGene
 from .nn import FrequencyEmbedding, ResidualMLP, pick_device, seeded, train_loop
 from .preprocessing import check_events, make_pipeline, validation_split
 
-__all__ = ["Sigma", "VelocityField", "integrate_ode", "INTERPOLATIONS"]
+__all__ = ["Sigma", "VelocityField", "integrate_ode", "lagrange_weights", "INTERPOLATIONS"]
 
 INTERPOLATIONS = ("velocity", "layer", "context", "none")
+
+
+def lagrange_weights(m: np.ndarray, nodes: Sequence[float]) -> np.ndarray:
+    """``(len(m), len(nodes))``: the weight of each node's value in the polynomial through all nodes, at ``m``."""
+    m, nodes = np.asarray(m, dtype=np.float64).reshape(-1, 1), np.asarray(nodes, dtype=np.float64)
+    w = np.ones((len(m), len(nodes)))
+    for i, mi in enumerate(nodes):
+        for j, mj in enumerate(nodes):
+            if i != j:
+                w[:, i] *= (m[:, 0] - mj) / (mi - mj)
+    return w
 
 
 class VelocityField(nn.Module):
@@ -54,47 +67,48 @@ class VelocityField(nn.Module):
     def forward(self, x: Tensor, t: Tensor, s: Tensor) -> Tensor:
         return self.net(x, torch.cat([self.alpha(s), self.beta(t)], dim=-1))
 
-    def interpolated(self, x: Tensor, t: Tensor, s1: Tensor, s2: Tensor, xi: Tensor, how: str) -> Tensor:
-        """The field for a mass between scaled masses ``s1`` and ``s2`` (weight ``xi`` on ``s1``), see module doc.
-        The definition; :meth:`ode_velocity` evaluates the same field faster for an ODE."""
+    def interpolated(self, x: Tensor, t: Tensor, nodes: Sequence[float], weights: Tensor, how: str) -> Tensor:
+        """The field for a mass interpolated from the scaled masses ``nodes`` with weights ``weights`` (n, K), see
+        module doc. The definition; :meth:`ode_velocity` evaluates the same field faster for an ODE."""
         bt = self.beta(t)
-        xi = xi.reshape(-1, 1)
-        c1 = torch.cat([self.alpha(s1), bt], dim=-1)
-        c2 = torch.cat([self.alpha(s2), bt], dim=-1)
+        alphas = [self.alpha(torch.full((len(x),), float(v), device=x.device)) for v in nodes]
+        w = [weights[:, i : i + 1] for i in range(len(nodes))]
+        contexts = [torch.cat([a, bt], dim=-1) for a in alphas]
         if how == "velocity":
-            return xi * self.net(x, c1) + (1 - xi) * self.net(x, c2)
+            return sum(wi * self.net(x, c) for wi, c in zip(w, contexts))
         if how == "layer":
-            return self.net.forward_mixed(x, [c1, c2], [xi, 1 - xi])
+            return self.net.forward_mixed(x, contexts, w)
         if how == "context":
-            return self.net(x, torch.cat([xi * self.alpha(s1) + (1 - xi) * self.alpha(s2), bt], dim=-1))
+            return self.net(x, torch.cat([sum(wi * a for wi, a in zip(w, alphas)), bt], dim=-1))
         raise ValueError(f"unknown interpolation {how!r}; use one of {INTERPOLATIONS}")
 
     def ode_velocity(
-        self, how: str, s: Tensor, s1: float | None = None, s2: float | None = None, xi: Tensor | None = None
+        self, how: str, s: Tensor, nodes: Sequence[float] | None = None, weights: Tensor | None = None
     ) -> Callable[[Tensor, float], Tensor]:
-        """``v(x, t)`` for events at scaled masses ``s`` (``how="none"``) or interpolated between the scaled masses
-        ``s1`` and ``s2`` with weight ``xi`` (n,) on ``s1``: the field of :meth:`forward` / :meth:`interpolated`.
+        """``v(x, t)`` for events at scaled masses ``s`` (``how="none"``) or interpolated from the scaled masses
+        ``nodes`` with weights ``weights`` (n, K): the field of :meth:`forward` / :meth:`interpolated`.
 
         The mass embedding enters every layer linearly and is fixed along an event's path, so its layer terms are
         computed once here; an ODE step then costs only the part that depends on x (and one row for the time).
         """
         if how not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {how!r}; use one of {INTERPOLATIONS}")
+        w: list[Tensor] = []
         if how == "none":
             embeddings = [self.alpha(s)]
         else:
-            xi = xi.reshape(-1, 1)
             if how == "layer":
                 ones = torch.ones(len(s), device=s.device)
-                return lambda x, t: self.interpolated(x, t * ones, s1 * ones, s2 * ones, xi, how)
-            a1, a2 = (self.alpha(torch.full((1,), float(v), device=s.device)) for v in (s1, s2))
-            embeddings = [xi * a1 + (1 - xi) * a2] if how == "context" else [a1, a2]
+                return lambda x, t: self.interpolated(x, t * ones, nodes, weights, how)
+            alphas = self.alpha(torch.as_tensor([float(v) for v in nodes], device=s.device))  # (K, d)
+            embeddings = [weights @ alphas] if how == "context" else [a.reshape(1, -1) for a in alphas]
+            w = [weights[:, i : i + 1] for i in range(len(nodes))]
         mass = [self.net.context_terms(a) for a in embeddings]
 
         def velocity(x: Tensor, t: float) -> Tensor:
             time = self.net.context_terms(self.beta(torch.full((1,), t, device=x.device)), self.alpha.out_dim, True)
             v = [self.net.forward_terms(x, terms, time) for terms in mass]
-            return v[0] if len(v) == 1 else xi * v[0] + (1 - xi) * v[1]
+            return v[0] if len(v) == 1 else sum(wi * vi for wi, vi in zip(w, v))
 
         return velocity
 
@@ -151,21 +165,27 @@ class Sigma(TemplateGenerator):
         # max SIC 5.5), and it needs one network pass per ODE step instead of two.
         interpolation="context",
         interp_masses=None,
-        # Without interp_masses: m1, m2 this many SR widths outside the SR edges, inside the training masses. The
-        # rule: one SR width. A window is sized to a resonance's mjj width, and what the model learns of a signal
-        # there reaches the interpolation masses by two routes: the resonance's low-mass tail (FSR out of the jets:
-        # the W'(3500) puts 4.2% of its events at 3.1-3.2 TeV, 2.0% at 2.9-3.0) and the CPU-sized model's smearing
-        # in mjj (several hundred GeV). Measured with tests/test_sigma_physics.py (S/sqrt(B) = 6 in 3.3-3.7 TeV,
-        # model seeds 1 / 2 / 3), signal-box pull of the context template / share of v^data's excess removed:
-        # half a width 4.1 / 4.1 / 3.4, 0.66-0.67; three quarters 3.1 / 3.0 / 2.5; one width 1.2 / 1.2 / 0.9,
-        # 0.91; 1.25 widths 1.1 / 0.5 / 0.9; 1.5 widths 2.2 / 2.8 (the far masses' own mismodelling). Fidelity
-        # (template AUC against the held-out true SR background, tests/test_generators.py data, seed 1): context
-        # 0.557 / 0.565 / 0.567 at 0.5 / 1 / 2 widths, velocity 0.563 / 0.603 / 0.668: context keeps the
-        # wider gap's fidelity, velocity does not. The cost: in the full-size fit-based hunt the wider gap's template
-        # error shows (background-only local Z spread 5.7 SR-trained against 2.4 at half a width), and at LHCO level
-        # (S/sqrt(B) = 2.2, 5 seeds, same code) max SIC is 6.67 against 7.66 at half a width (README): an open
-        # trade-off.
+        # Without interp_masses: interp_points sideband masses, half on each side: the nearest interp_offset SR widths
+        # outside the SR edges, further ones interp_spacing widths apart, all inside the training masses.
+        # The rule: nothing nearer than one SR width. A window is sized to a resonance's mjj width, and what the model
+        # learns of a signal there reaches nearby masses by two routes: the resonance's tails (the W'(3500) puts 4.2%
+        # of its events at 3.1-3.2 TeV and 1.7% at 3.9-4.1) and the CPU-sized model's smearing in mjj (hundreds of
+        # GeV). Signal-box pulls of the context template (tests/test_sigma_physics.py, S/sqrt(B) = 6 in 3.3-3.7
+        # TeV, model seeds 1 / 2 / 3): linear from half a width 4.1 / 4.1 / 3.4 (66% of v^data's excess removed);
+        # linear from one width 1.2 / 1.2 / 0.9; cubic from one and two widths 0.6 / 0.9 / 1.0 (velocity 1.2 / 1.4 /
+        # 1.3); at S/sqrt(B) = 4: 2.4 / 3.2 / 1.8 half-width linear, 0.7 / 1.3 / 0.6 cubic. The high side matters
+        # most: there the background is lower, so a tail's share is larger. Why four masses: the linear
+        # interpolation's error grows with the gap (LHCO-level template AUC, seed 0: 0.519 from 3.1 / 3.9 TeV,
+        # 0.531 from 2.9 / 4.1, 0.547 from 2.9 / 4.3; more epochs or fewer mass frequencies do not close it), and
+        # the cubic through a second mass on each side (the talk's "more than two mass points") takes the
+        # curvature out: 0.522 from 2.5 / 2.9 / 4.1 / 4.5. At LHCO level (bench search's sample, S/sqrt(B) = 2.2,
+        # one model per seed 0-4 sampled every way): max SIC 8.10 [7.83, 8.45], template AUC 0.527 cubic; 7.63 [7.53, 8.39], 0.526 linear
+        # from half a width; 6.68 [6.28, 7.48], 0.537 linear from one width. Masses half a width apart per side
+        # (interp_spacing=0.5) did as well here (8.07, 0.527) but weigh the nearer ones more (Lagrange weights 1.14 /
+        # -0.64 at the SR centre against 0.78 / -0.28).
+        interp_points=4,
         interp_offset=1.0,
+        interp_spacing=1.0,
         sr=None,
         mask_sr=False,
         solver="midpoint",
@@ -198,8 +218,12 @@ class Sigma(TemplateGenerator):
             raise ConfigError(
                 f"sigma: interpolation must be one of {INTERPOLATIONS}, got {self.config['interpolation']!r}"
             )
-        if not float(self.config["interp_offset"]) > 0:
-            raise ConfigError(f"sigma: interp_offset must be > 0 (SR widths), got {self.config['interp_offset']!r}")
+        for key in ("interp_offset", "interp_spacing"):
+            if not float(self.config[key]) > 0:
+                raise ConfigError(f"sigma: {key} must be > 0 (SR widths), got {self.config[key]!r}")
+        if self.config["interp_points"] not in (2, 4):
+            raise ConfigError(f"sigma: interp_points must be 2 (linear) or 4 (cubic), got "
+                              f"{self.config['interp_points']!r}")
         if self.config["time_frequencies"] not in FrequencyEmbedding.SPACINGS:
             raise ConfigError(f"sigma: time_frequencies must be one of {FrequencyEmbedding.SPACINGS}, "
                               f"got {self.config['time_frequencies']!r}")  # fmt: skip
@@ -301,19 +325,33 @@ class Sigma(TemplateGenerator):
         if not self._fields:
             raise RuntimeError("sigma: not fitted (call fit or load_state_dict first)")
 
-    def interpolation_masses(self, region: tuple[float, float]) -> tuple[float, float]:
-        """``(m1, m2)``: config ``interp_masses``, or the SR edges -/+ ``interp_offset`` SR widths, moved inside the
-        masses the model was trained on (never into the SR)."""
-        if self.config["interp_masses"] is not None:
-            return self._region(self.config["interp_masses"], "sigma config interp_masses")
+    def interpolation_masses(self, region: tuple[float, float]) -> tuple[float, ...]:
+        """The sideband masses the SR's field is interpolated from, ascending: config ``interp_masses``, or
+        ``interp_points / 2`` per side, the nearest ``interp_offset`` SR widths outside the SR edges and the others
+        ``interp_spacing`` widths further out, moved inside the masses the model was trained on (never into the SR;
+        masses that then coincide count once)."""
         lo, hi = region
-        offset = float(self.config["interp_offset"]) * (hi - lo)
-        m_lo, m_hi = self._m_range if self._m_range is not None else (-np.inf, np.inf)
-        m1, m2 = max(lo - offset, m_lo), min(hi + offset, m_hi)
-        if not (m1 < lo and m2 > hi):
-            raise InputError("sigma.sample", f"SR {lo:g}-{hi:g} reaches the edge of the training masses "
-                                             f"{m_lo:g}-{m_hi:g}: no sideband mass to interpolate from")  # fmt: skip
-        return m1, m2
+        if self.config["interp_masses"] is not None:
+            masses = self.config["interp_masses"]
+            try:
+                nodes = sorted(float(v) for v in masses)
+            except (TypeError, ValueError):
+                raise InputError("sigma config interp_masses", f"expected a list of masses, got {masses!r}") from None
+        else:
+            w = hi - lo
+            near, step = float(self.config["interp_offset"]) * w, float(self.config["interp_spacing"]) * w
+            per_side = int(self.config["interp_points"]) // 2
+            m_lo, m_hi = self._m_range if self._m_range is not None else (-np.inf, np.inf)
+            # (rounded: 3.3 - 0.4 is 2.8999999999999995 in floating point)
+            nodes = sorted({round(max(lo - near - j * step, m_lo), 9) for j in range(per_side)}
+                           | {round(min(hi + near + j * step, m_hi), 9) for j in range(per_side)})  # fmt: skip
+            if not (nodes[0] < lo and nodes[-1] > hi):
+                raise InputError("sigma.sample", f"SR {lo:g}-{hi:g} reaches the edge of the training masses "
+                                                 f"{m_lo:g}-{m_hi:g}: no sideband mass to interpolate from")  # fmt: skip
+        if not (nodes[0] < lo and nodes[-1] > hi) or any(lo <= v <= hi for v in nodes) or len(set(nodes)) < len(nodes):
+            raise InputError("sigma.sample", f"interpolation masses {nodes} must be distinct, outside the SR "
+                                             f"{lo:g}-{hi:g} and on both sides of it")  # fmt: skip
+        return tuple(nodes)
 
     @torch.no_grad()
     def sample(
@@ -333,16 +371,14 @@ class Sigma(TemplateGenerator):
             raise InputError("sigma.sample", "NaN or infinite masses")
         dev = self.device
         s = torch.as_tensor(self._scale_mass(m), dtype=torch.float32, device=dev)
-        s1 = s2 = xi = None
+        nodes = weights = None
         if how != "none":
             region = region if region is not None else c["sr"]
             if region is None:
                 raise InputError("sigma.sample", f"interpolation {how!r} needs the signal region (region=(lo, hi))")
-            m1, m2 = self.interpolation_masses(self._region(region, "sigma.sample"))
-            if not m1 < m2:
-                raise InputError("sigma.sample", f"interpolation masses m1={m1} >= m2={m2}")
-            xi = torch.as_tensor((m2 - m) / (m2 - m1), dtype=torch.float32, device=dev)
-            s1, s2 = (float(v) for v in self._scale_mass(np.array([m1, m2])))
+            masses = self.interpolation_masses(self._region(region, "sigma.sample"))
+            weights = torch.as_tensor(lagrange_weights(m, masses), dtype=torch.float32, device=dev)
+            nodes = [float(v) for v in self._scale_mass(np.array(masses))]
         out = torch.empty(len(m), self._n_features, device=dev)
         member = torch.arange(len(m), device=dev) % len(self._fields)
         bs = int(c["sample_batch"])
@@ -351,7 +387,7 @@ class Sigma(TemplateGenerator):
                 idx = torch.nonzero(member == k).reshape(-1)
                 for i in range(0, len(idx), bs):
                     p = idx[i : i + bs]
-                    vel = field.ode_velocity(how, s[p], s1, s2, None if xi is None else xi[p])
+                    vel = field.ode_velocity(how, s[p], nodes, None if weights is None else weights[p])
                     x0 = torch.randn(len(p), self._n_features, device=dev)
                     out[p] = integrate_ode(vel, x0, int(c["n_steps"]), c["solver"])
         return self._pre.inverse_transform(out.cpu().double().numpy())
