@@ -365,6 +365,13 @@ def test_sigma_interpolations_on_toy() -> None:
 
     with pytest.raises(InputError, match="signal region"):
         Sigma(**TOY_NET).fit(x[:500], m[:500]).sample(target[:10])
+    # Chosen masses must lie outside the SR, on both sides of it; two or four by rule.
+    for masses in ([1.4, 2.0, 2.6], [1.2, 1.4]):
+        model.config["interp_masses"] = masses
+        with pytest.raises(InputError, match="outside the SR"):
+            model.sample(target[:10], region=region)
+    with pytest.raises(ConfigError, match="interp_points must be 2"):
+        Sigma(interp_points=3)
 
 
 def test_sigma_embeddings_follow_the_talk(tmp_path: Path) -> None:

@@ -179,10 +179,10 @@ class Sigma(TemplateGenerator):
         # 0.531 from 2.9 / 4.1, 0.547 from 2.9 / 4.3; more epochs or fewer mass frequencies do not close it), and
         # the cubic through a second mass on each side (the talk's "more than two mass points") takes the
         # curvature out: 0.522 from 2.5 / 2.9 / 4.1 / 4.5. At LHCO level (bench search's sample, S/sqrt(B) = 2.2,
-        # one model per seed 0-4 sampled every way): max SIC 8.10 [7.83, 8.45], template AUC 0.527 cubic; 7.63 [7.53, 8.39], 0.526 linear
-        # from half a width; 6.68 [6.28, 7.48], 0.537 linear from one width. Masses half a width apart per side
-        # (interp_spacing=0.5) did as well here (8.07, 0.527) but weigh the nearer ones more (Lagrange weights 1.14 /
-        # -0.64 at the SR centre against 0.78 / -0.28).
+        # one model per seed 0-4 sampled every way): max SIC 8.10 [7.83, 8.45], template AUC 0.527 cubic; 7.63
+        # [7.53, 8.39], 0.526 linear from half a width; 6.68 [6.28, 7.48], 0.537 linear from one width. Masses half
+        # a width apart per side (interp_spacing=0.5) did as well here (8.07, 0.527) but weigh the nearer ones more
+        # (Lagrange weights 1.14 / -0.64 at the SR centre against 0.78 / -0.28).
         interp_points=4,
         interp_offset=1.0,
         interp_spacing=1.0,
@@ -347,7 +347,7 @@ class Sigma(TemplateGenerator):
                            | {round(min(hi + near + j * step, m_hi), 9) for j in range(per_side)})  # fmt: skip
             if not (nodes[0] < lo and nodes[-1] > hi):
                 raise InputError("sigma.sample", f"SR {lo:g}-{hi:g} reaches the edge of the training masses "
-                                                 f"{m_lo:g}-{m_hi:g}: no sideband mass to interpolate from")  # fmt: skip
+                                 f"{m_lo:g}-{m_hi:g}: no sideband mass to interpolate from")  # fmt: skip
         if not (nodes[0] < lo and nodes[-1] > hi) or any(lo <= v <= hi for v in nodes) or len(set(nodes)) < len(nodes):
             raise InputError("sigma.sample", f"interpolation masses {nodes} must be distinct, outside the SR "
                                              f"{lo:g}-{hi:g} and on both sides of it")  # fmt: skip
