@@ -230,8 +230,8 @@ DISPERSION_EVENTS = 150_000
 #: (method, what its classifier trains on) whose fit-based local Z was measured calibrated at full LHCO size with
 #: such inputs, and the fewest generator epochs it was shown with (None: the method's default). README: CATHODE
 #: SR-trained 1.21 at its defaults (1.36 with 8 epochs and 2 trees), window-trained 1.19 with 8 epochs; SIGMA is not
-#: (2.4 SR-trained with half-width interpolation masses; wider spreads and negative window means at one width, SR-
-#: or window-trained).
+#: (SR-trained 2.4 linear from half a width, 5.7 linear from one width, 3.9 cubic from one and two widths, its
+#: default; window-trained 1.7 linear from one width).
 FULL_SIZE_CALIBRATED: dict[tuple[str, str], int | None] = {("cathode", "sr"): None, ("cathode", "window"): 8}
 
 
