@@ -79,7 +79,7 @@ class GenerationConfig:
         if self.process not in PROCESSES:
             raise ConfigError(f"generate: process must be one of {PROCESSES}, got {self.process!r}")
         if self.trigger_pt is None:
-            object.__setattr__(self, "trigger_pt", TRIGGER_PT.get(self.process, TRIGGER_PT["qcd"]))
+            object.__setattr__(self, "trigger_pt", TRIGGER_PT[self.process])
         for name in ("m_wprime", "m_x", "m_y", "pthat_min", "m_zprime", "r_inv", "m_dark_quark", "m_dark_pion",
                      "m_dark_rho", "trigger_pt", "jet_radius", "eta_max"):  # fmt: skip
             value = getattr(self, name)
