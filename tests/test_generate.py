@@ -210,6 +210,7 @@ def test_cached_sample_generates_once(tmp_path, monkeypatch):
         ({"process": "svj", "m_dark_quark": 0.1}, "m_dark_quark must be in"),
         ({"process": "svj", "m_dark_rho": 0.5}, "m_dark_rho must be in"),
         ({"mass": 3.0}, "unknown parameters"),
+        ({"tune": 7}, "tune must be one of"),
     ],
 )
 def test_bad_requests_are_named(tmp_path, kwargs, message):
@@ -234,6 +235,18 @@ def test_cli_reports_bad_masses(tmp_path, capsys):
     assert "must be below m_wprime" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown parameters"):
         cached_sample("signal", 2, 1, mass=3.0)
+
+
+def test_tune_sets_pythias_shower_parameters():
+    """--tune 21 is A14 (final-state shower alpha_s 0.127, ISR 0.127), the default 14 Monash (0.1365, 0.1365), for
+    every process; the tune line comes first, so the process settings after it are not overwritten."""
+    from anomalyhunt.generation.config import GenerationConfig
+
+    for tune, fsr, isr in ((14, 0.1365, 0.1365), (21, 0.127, 0.127)):
+        pythia = gen_pythia.make_pythia(GenerationConfig("qcd", pthat_min=900.0, tune=tune), 1)
+        assert pythia.settings.parm("TimeShower:alphaSvalue") == pytest.approx(fsr)
+        assert pythia.settings.parm("SpaceShower:alphaSvalue") == pytest.approx(isr)
+        assert pythia.settings.parm("PhaseSpace:pTHatMin") == 900.0
 
 
 # ------------------------------------------------------------------------------------------------ semi-visible jets

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..generation.config import DEFAULT_BLOCK_SIZE, PROCESSES, GenerationConfig
+from ..generation.config import DEFAULT_BLOCK_SIZE, PROCESSES, TUNES, GenerationConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(GenerationConfig) if f.name != "process"}
 
@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="leading-jet pT trigger in GeV (default: 1200 for qcd and signal, 150 for svj)")
     p.add_argument("--jet-radius", type=float, default=_DEFAULTS["jet_radius"], help="anti-kT radius of trigger jets")
     p.add_argument("--eta-max", type=float, default=_DEFAULTS["eta_max"], help="particle acceptance |eta| < eta_max")
+    p.add_argument("--tune", type=int, default=_DEFAULTS["tune"], choices=sorted(TUNES),
+                   help="Pythia Tune:pp: " + ", ".join(f"{k} {v}" for k, v in TUNES.items()) + " (default 14)")
     p.add_argument(
         "--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="accepted events per seeded Pythia run"
     )

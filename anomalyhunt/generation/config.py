@@ -38,6 +38,11 @@ DARK_PION, DARK_RHO = 4900111, 4900113
 DARK_MESONS = (DARK_PION, DARK_RHO)
 DM_FERMION = 52
 VISIBLE_QUARK = 1
+#: Pythia's ``Tune:pp`` presets a sample may use: 14 is Monash 2013 (Pythia's default, our recorded samples), 21 the
+#: A14 central tune (NNPDF2.3 LO, Pythia's built-in PDF set), which the simulation-assisted methods take as
+#: "simulation" beside Monash "data". Other presets need PDF sets Pythia does not carry or were not checked here.
+TUNES = {14: "Monash 2013", 21: "A14 central (NNPDF2.3 LO)"}
+DEFAULT_TUNE = 14
 
 
 def _fmt(x: float) -> str:
@@ -74,6 +79,8 @@ class GenerationConfig:
     trigger_pt: float | None = None
     jet_radius: float = 1.0
     eta_max: float = 4.0
+    #: Pythia's ``Tune:pp`` (:data:`TUNES`): shower, MPI and hadronisation parameters of every process.
+    tune: int = DEFAULT_TUNE
 
     def __post_init__(self) -> None:
         if self.process not in PROCESSES:
@@ -86,6 +93,11 @@ class GenerationConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"generate: {name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if isinstance(self.tune, float) and self.tune.is_integer():
+            object.__setattr__(self, "tune", int(self.tune))
+        if self.tune not in TUNES:
+            raise ConfigError(f"generate: tune must be one of {sorted(TUNES)} ({', '.join(TUNES.values())}), "
+                              f"got {self.tune!r}")  # fmt: skip
         if self.trigger_pt < 0:
             raise ConfigError(f"generate: trigger_pt must be >= 0 GeV, got {self.trigger_pt}")
         if not 0 < self.jet_radius <= 3.0:
@@ -140,7 +152,9 @@ class GenerationConfig:
 
     def pythia_settings(self) -> list[str]:
         """Pythia 8 ``readString`` lines for the hard process, without the seed."""
-        common = [f"Beams:eCM = {_fmt(SQRT_S_GEV)}", "Print:quiet = on", "Next:numberCount = 0"]
+        # The tune first: Tune:pp resets the parameters it covers, so later lines must not be overwritten by it.
+        common = [f"Tune:pp = {self.tune}", f"Beams:eCM = {_fmt(SQRT_S_GEV)}", "Print:quiet = on",
+                  "Next:numberCount = 0"]  # fmt: skip
         if self.process == "qcd":
             return common + ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {_fmt(self.pthat_min)}"]
         if self.process == "svj":

@@ -61,6 +61,7 @@ CLI_FLAGS = {
     "trigger_pt": "trigger-pt",
     "jet_radius": "jet-radius",
     "eta_max": "eta-max",
+    "tune": "tune",
 }
 
 
