@@ -11,7 +11,7 @@
 set -euo pipefail
 out=${1:?output directory}; process=${2:?qcd, signal or svj}; first=${3:?first seed}; last=${4:?last seed}
 events=${5:?events per file}; shift 5
-tag=$process; [ $# -gt 0 ] && tag="${process}_$(printf '%s' "$*" | tr -c 'A-Za-z0-9.' '_' | sed 's/__*/_/g; s/_$//')"
+tag=$process; [ $# -gt 0 ] && tag="${process}_$(printf '%s' "$*" | tr -c 'A-Za-z0-9.' '_' | sed 's/__*/_/g; s/^_//; s/_$//')"
 mkdir -p "$out"
 for seed in $(seq "$first" "$last"); do
   file="$out/${tag}_seed$seed.h5"
