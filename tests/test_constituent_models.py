@@ -211,7 +211,7 @@ def test_sculpting_check_has_power() -> None:
 
 
 def test_registry_lists_the_methods() -> None:
-    for name in ("autoencoder", "tnt", "clr", "darkclr", "constituent-cwola"):
+    for name in ("autoencoder", "tnt", "clr", "darkclr", "constituent-cwola", "constituent-drapes"):
         assert name in CONSTITUENT_METHODS
     with pytest.raises(ConfigError, match="unknown config key"):
         CONSTITUENT_METHODS.get("tnt").config({"sig_fraction": 0.2})

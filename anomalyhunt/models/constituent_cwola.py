@@ -27,7 +27,7 @@ from .base import DISCRIMINATORS, Discriminator
 from .classifiers import class_balanced_weights
 from .nn import batched_apply, pick_device, seeded, train_loop
 
-__all__ = ["DeepSetsNet", "ConstituentClassifier", "pack_clouds", "score_events"]
+__all__ = ["DeepSetsNet", "ConstituentClassifier", "pack", "pack_clouds", "score_events"]
 
 
 def _mlp(sizes: list[int], final_act: bool) -> nn.Sequential:
@@ -56,12 +56,17 @@ class DeepSetsNet(nn.Module):
         return self.head(jets.sum(dim=1))[:, 0]
 
 
+def pack(clouds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(n, 2, N, F + 1) float32: constituent features (n, 2, N, F), zero where padded, and the mask (n, 2, N) as the
+    last channel: the input of :class:`ConstituentClassifier`."""
+    return np.concatenate([np.where(mask[..., None], clouds, 0.0), mask[..., None]], axis=-1).astype(np.float32)
+
+
 def pack_clouds(data: ConstituentData, n_constituents: int | None = None) -> np.ndarray:
-    """(n, 2, N, F + 1) float32: the loaded constituent features and, as the last channel, the mask (1 real, 0 pad)."""
+    """:func:`pack` of the loaded constituent features of ``data`` (the first ``n_constituents`` per jet)."""
     data.require("clouds")
     n = data.clouds.shape[2] if n_constituents is None else min(int(n_constituents), data.clouds.shape[2])
-    c, m = data.clouds[:, :, :n], data.mask[:, :, :n]
-    return np.concatenate([np.where(m[..., None], c, 0.0), m[..., None]], axis=-1).astype(np.float32)
+    return pack(data.clouds[:, :, :n], data.mask[:, :, :n])
 
 
 @DISCRIMINATORS.register("deepsets")

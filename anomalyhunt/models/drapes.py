@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,8 @@ from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGene
 from .nn import FrequencyEmbedding, ResidualMLP, pick_device, seeded, train_loop
 from .preprocessing import EventScaler, check_events, validation_split
 
-__all__ = ["Drapes", "EDMDenoiser", "karras_sigmas", "partial_schedule", "heun_sampler", "sigma_prime_scan"]
+__all__ = ["Drapes", "EDMDenoiser", "EDMNoiseContext", "edm_loss", "karras_sigmas", "partial_schedule", "heun_sampler",
+           "sigma_prime_scan"]
 
 
 def karras_sigmas(n_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -66,11 +67,52 @@ def partial_schedule(full: Tensor, sigma_prime: float) -> Tensor:
     return torch.cat([torch.tensor([float(sigma_prime)], dtype=full.dtype), below, full[-1:]])
 
 
+class EDMNoiseContext(nn.Module):
+    """Karras et al.'s preconditioning of a denoiser ``D = c_skip x + c_out F(c_in x; context)`` and the noise part
+    of ``F``'s context: ``c_noise = ln(sigma) / 4`` and a frequency embedding of ``ln sigma`` mapped onto [0, 1] over
+    [sigma_min, sigma_max] (shared by the feature-level and the constituent-level denoisers)."""
+
+    def __init__(self, n_noise_freqs: int = 4, sigma_data: float = 1.0, sigma_min: float = 0.002,
+                 sigma_max: float = 80.0) -> None:  # fmt: skip
+        super().__init__()
+        self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)
+        self.embedding = FrequencyEmbedding(n_noise_freqs)
+
+    @property
+    def out_dim(self) -> int:
+        return 1 + self.embedding.out_dim
+
+    def forward(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``sigma`` (n, 1) -> ``c_skip, c_out, c_in`` (n, 1) and the noise context (n, :attr:`out_dim`)."""
+        sd2 = self.sigma_data**2
+        c_skip = sd2 / (sigma**2 + sd2)
+        c_out = sigma * self.sigma_data / torch.sqrt(sigma**2 + sd2)
+        c_in = 1.0 / torch.sqrt(sigma**2 + sd2)
+        s = (torch.log(sigma) - math.log(self.sigma_min)) / (math.log(self.sigma_max) - math.log(self.sigma_min))
+        return c_skip, c_out, c_in, torch.cat([torch.log(sigma) / 4.0, self.embedding(s)], dim=-1)
+
+
+def edm_loss(denoise: Callable[[Tensor, Tensor], Tensor], z: Tensor, p_mean: float, p_std: float,
+             sigma_data: float, mask: Tensor | None = None) -> Tensor:  # fmt: skip
+    """EDM's training loss on clean (preprocessed) ``z`` (n, ...): noise levels ``ln sigma ~ N(p_mean, p_std^2)``
+    per event, weight ``(sigma^2 + sd^2) / (sigma sd)^2``; ``denoise(noisy, sigma)`` with ``sigma`` (n, 1). With
+    ``mask`` (the shape of ``z`` without its last axis) only the real entries count (padded constituents)."""
+    shape = (len(z),) + (1,) * (z.ndim - 1)
+    sigma = torch.exp(p_mean + p_std * torch.randn(shape, device=z.device))
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    noise = torch.randn_like(z) * sigma
+    if mask is not None:
+        noise = noise * mask[..., None]
+    err = weight * (denoise(z + noise, sigma.reshape(-1, 1)) - z) ** 2
+    if mask is None:
+        return err.mean()
+    return (err * mask[..., None]).sum() / (mask.sum() * z.shape[-1]).clamp(min=1)
+
+
 class EDMDenoiser(nn.Module):
     """Karras-preconditioned denoiser ``D(x; sigma, m)`` around a :class:`ResidualMLP` ``F``.
 
-    The network sees the scaled noisy features, and as context the standardised mass, ``c_noise`` and a frequency
-    embedding of ``ln sigma`` mapped onto [0, 1] over [sigma_min, sigma_max].
+    The network sees the scaled noisy features, and as context the standardised mass and :class:`EDMNoiseContext`.
     """
 
     def __init__(
@@ -78,23 +120,16 @@ class EDMDenoiser(nn.Module):
         sigma_data: float = 1.0, sigma_min: float = 0.002, sigma_max: float = 80.0,
     ) -> None:
         super().__init__()
-        self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)
-        self.noise_embedding = FrequencyEmbedding(n_noise_freqs)
+        self.noise = EDMNoiseContext(n_noise_freqs, sigma_data, sigma_min, sigma_max)
         self.net = ResidualMLP(
             n_features, n_features, hidden=hidden, n_blocks=n_blocks, dropout=dropout,
-            context_dim=2 + self.noise_embedding.out_dim,
+            context_dim=1 + self.noise.out_dim,
         )
 
     def forward(self, x: Tensor, sigma: Tensor, m: Tensor) -> Tensor:
         """``x`` (n, d) noisy features, ``sigma`` (n,) noise levels, ``m`` (n, 1) standardised masses."""
-        sigma = sigma.reshape(-1, 1).to(x.dtype)
-        sd2 = self.sigma_data**2
-        c_skip = sd2 / (sigma**2 + sd2)
-        c_out = sigma * self.sigma_data / torch.sqrt(sigma**2 + sd2)
-        c_in = 1.0 / torch.sqrt(sigma**2 + sd2)
-        c_noise = torch.log(sigma) / 4.0
-        s = (torch.log(sigma) - math.log(self.sigma_min)) / (math.log(self.sigma_max) - math.log(self.sigma_min))
-        context = torch.cat([m.reshape(-1, 1).to(x.dtype), c_noise, self.noise_embedding(s)], dim=-1)
+        c_skip, c_out, c_in, noise = self.noise(sigma.reshape(-1, 1).to(x.dtype))
+        context = torch.cat([m.reshape(-1, 1).to(x.dtype), noise], dim=-1)
         return c_skip * x + c_out * self.net(c_in * x, context)
 
 
@@ -210,16 +245,13 @@ class Drapes(TemplateGenerator):
             z, mz = self._scaler.transform(xa, ma)
             return torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(mz, dtype=torch.float32)
 
-        def edm_loss(batch: tuple[Tensor, ...]) -> Tensor:
+        def loss(batch: tuple[Tensor, ...]) -> Tensor:
             z, mz = batch
-            sigma = torch.exp(p_mean + p_std * torch.randn(len(z), 1, device=z.device))
-            weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
-            denoised = model(z + sigma * torch.randn_like(z), sigma, mz)
-            return (weight * (denoised - z) ** 2).mean()
+            return edm_loss(lambda noisy, sigma: model(noisy, sigma, mz), z, p_mean, p_std, sd)
 
         train = tensors(x, m)
         hist = train_loop(
-            model, edm_loss, train, tensors(x_val, m_val), epochs=c["epochs"], batch_size=c["batch_size"],
+            model, loss, train, tensors(x_val, m_val), epochs=c["epochs"], batch_size=c["batch_size"],
             lr=c["lr"], weight_decay=c["weight_decay"], patience=c["patience"], device=c["device"], seed=c["seed"],
             progress=c["progress"], keep_best=c["keep_best"], scheduler=c["scheduler"],
         )
@@ -306,9 +338,6 @@ class Drapes(TemplateGenerator):
             start = float(c["sigma_max"])
         if not 0 < start <= float(c["sigma_max"]):
             raise ValueError(f"drapes: sigma_prime must be in (0, {c['sigma_max']}], got {start}")
-        sigmas = partial_schedule(karras_sigmas(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]),
-                                                float(c["rho"])), start)  # fmt: skip
-        dev = self.device
         rng = np.random.default_rng(seed)
         seeds = None
         if partial:
@@ -317,6 +346,26 @@ class Drapes(TemplateGenerator):
             seeds = pool[pick]
             if c["use_seed_mass"]:
                 m = pool_m[pick].astype(np.float64)
+        return self._denoise(seeds, m, start, seed)
+
+    @torch.no_grad()
+    def perturb(self, x: np.ndarray, m: np.ndarray, *, sigma_prime: float | None = None, seed: int = 0) -> np.ndarray:
+        """Partial diffusion of the given events: ``x`` (raw features, as in ``fit``) noised to ``sigma_prime``
+        (default: the configured one) and denoised at the masses ``m``, one output row per input row (a caller that
+        must know each template event's seed, e.g. the constituent-level DRAPES, picks the seeds itself)."""
+        self._check_fitted()
+        x, m = check_events(x, m, "drapes.perturb")
+        start = float(self.config["sigma_prime"] if sigma_prime is None else sigma_prime)
+        if not 0 < start <= float(self.config["sigma_max"]):
+            raise ValueError(f"drapes: sigma_prime must be in (0, {self.config['sigma_max']}], got {start}")
+        return self._denoise(self._scaler.features.transform(x).astype(np.float32), m, start, seed)
+
+    def _denoise(self, seeds: np.ndarray | None, m: np.ndarray, start: float, seed: int) -> np.ndarray:
+        """Preprocessed ``seeds`` (or pure noise when ``None``) noised to ``start`` and denoised at ``m``."""
+        c = self.config
+        sigmas = partial_schedule(karras_sigmas(int(c["n_steps"]), float(c["sigma_min"]), float(c["sigma_max"]),
+                                                float(c["rho"])), start)  # fmt: skip
+        dev = self.device
         mz = torch.as_tensor(self._scaler.transform_mass(m), dtype=torch.float32, device=dev)
         out = torch.empty(len(m), self._n_features, device=dev)
         member = torch.arange(len(m), device=dev) % len(self._denoisers)
