@@ -2,7 +2,8 @@
 # A background campaign of particle-level events: one file per seed, so a stopped campaign resumes at the seed
 # it stopped in. Each file is written atomically; a seed is done once its run configuration sits beside it
 # (written last), so a run stopped between the two makes that seed again.
-# Usage: scripts/generate_campaign.sh OUTDIR PROCESS FIRST_SEED LAST_SEED EVENTS_PER_FILE [generate options...]
+# Usage: [WORKERS=N] scripts/generate_campaign.sh OUTDIR PROCESS FIRST_SEED LAST_SEED EVENTS_PER_FILE [generate options...]
+#   (WORKERS: generate's worker processes, default 2)
 #   e.g. scripts/generate_campaign.sh /data/gen qcd 2001 2016 25000            (the hunt's global-p-value study)
 #        scripts/generate_campaign.sh /data/gen qcd 3001 3004 25000            (constituent studies, 100k QCD)
 #        scripts/generate_campaign.sh /data/gen signal 3101 3101 10000
@@ -17,5 +18,5 @@ for seed in $(seq "$first" "$last"); do
   file="$out/${tag}_seed$seed.h5"
   [ -e "$file" ] && [ -e "$out/${tag}_seed$seed.config.json" ] && { echo "$tag seed $seed: done"; continue; }
   echo "$tag seed $seed: generating $events events ($(date -u +%H:%M:%S))"
-  anomalyhunt generate --process "$process" --events "$events" --seed "$seed" --out "$file" --workers 2 --no-progress "$@"
+  anomalyhunt generate --process "$process" --events "$events" --seed "$seed" --out "$file" --workers "${WORKERS:-2}" --no-progress "$@"
 done

@@ -682,15 +682,22 @@ def test_bench_process_measures_rates(lhco_dir: Path, tmp_path: Path, capsys) ->
     out = tmp_path / "process.json"
     particles = lhco_dir / "rnd_qcd_seed1001.particles.h5"
     assert main(["bench", "process", "--file", str(particles), "--events", "500", "--chunksize", "250",
-                 "--json", str(out)]) == 0
+                 "--repeats", "3", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["events"] == 500 and r["file"] == str(particles)
+    assert r["events"] == 500 and r["file"] == str(particles) and r["repeats"] == 3
+    assert all(len(v) == 3 for v in r["seconds_per_round"].values())
     assert r["bare_clustering_ev_per_s"] > 0 and r["processor_ev_per_s"] > 0
     assert all(v > 0 for v in r["stages_ev_per_s"].values())
     # A real measurement: the processor does everything bare clustering does and more, on a busy shared machine
     # (measured 0.32 at 500 events with another job running).
     assert 0.05 < r["fraction_of_bare"] < 1.5
-    assert "processor / bare clustering" in capsys.readouterr().out
+    # The processor reclusters every jet for the tau_N axes, so it cannot beat the bound that work sets (timing
+    # noise allowed); the reclustering of two ~100-constituent jets costs a sizeable part of clustering ~460.
+    recl = r["stage_fraction_of_bare"]["kT reclustering of both jets (tau_N axes)"]
+    assert 0.05 < recl < 1.5
+    assert r["fraction_of_bare"] < 1.3 * r["reachable_fraction"]
+    out_text = capsys.readouterr().out
+    assert "processor / bare clustering" in out_text and "could reach at most" in out_text
 
 
 def test_bench_process_input_errors(tmp_path: Path, monkeypatch, capsys) -> None:

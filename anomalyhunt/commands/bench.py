@@ -504,8 +504,9 @@ def _process_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunksize", type=int, default=2500, metavar="N", help="events per chunk (default 2500)")
     p.add_argument("--axes", default="kt", choices=("kt", "wta_kt", "onepass_kt"),
                    help="N-subjettiness axes (default kt)")
-    p.add_argument("--repeats", type=int, default=2, metavar="N",
-                   help="timed repetitions of bare clustering and the processor; the best counts (default 2)")
+    p.add_argument("--repeats", type=int, default=5, metavar="N",
+                   help="interleaved rounds timing every stage, bare clustering and the processor; medians count "
+                        "(default 5)")
     p.add_argument("--json", metavar="OUT", help="write the measurements to this JSON file")
 
 
@@ -644,6 +645,9 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
                    help="inject N W' events into every sample: the sensitivity on the same machinery (default 0)")
     p.add_argument("--train-on", choices=("sr", "window"), default="sr",
                    help="the classifier's data: the SR (default) or the SR and its sidebands")
+    p.add_argument("--template-ensemble", type=int, default=1, metavar="K",
+                   help="train each template generator K times (other seeds); the template is their union "
+                        "(default 1)")
     p.add_argument("--generator-option", action="append", metavar="[METHOD.]KEY=VALUE",
                    help="over the demo's generator settings, e.g. cathode.epochs=20 (the hunt's default)")
     p.add_argument("--classifier-option", action="append", metavar="KEY=VALUE",
@@ -667,6 +671,10 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     from .hunt import generator_options, windows_from_args
     from .search import _options
 
+    if args.template_ensemble < 1:
+        from ..errors import InputError
+
+        raise InputError("--template-ensemble", f"must be >= 1, got {args.template_ensemble}")
     torch.set_num_threads(1)
     seed_everything(args.seed)
     windows = windows_from_args(args.sr, args.windows) if (args.sr or args.windows) else CALIBRATION_WINDOWS
@@ -686,13 +694,15 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     classifier_config = {**CLASSIFIER_CONFIG, **_options(args.classifier_option, "--classifier-option")}
     settings = {"efficiencies": list(EFFICIENCIES), "generator_config": generator_config,
                 "classifier_config": classifier_config, "sideband_width": SIDEBAND_WIDTH,
-                "features_files": args.features, **({"train_on": args.train_on} if args.train_on != "sr" else {})}
+                "features_files": args.features, **({"train_on": args.train_on} if args.train_on != "sr" else {}),
+                **({"template_ensemble": args.template_ensemble} if args.template_ensemble != 1 else {})}
     write_run_config(args.out, {**vars(args), "func": None, "methods": methods, **settings})
     values = calibration_values(
         bkg, sig, args.out, methods=methods, n_samples=args.samples, fraction=args.fraction,
         windows=windows, features=features, seed=args.seed, n_signal=args.signal_events, settings=settings,
         efficiencies=EFFICIENCIES, generator_config=generator_config, classifier_config=classifier_config,
         sideband_width=SIDEBAND_WIDTH, train_on=args.train_on, replicas=args.replicas,
+        template_ensemble=args.template_ensemble,
     )  # fmt: skip
     if args.signal_events:
         sens = sensitivity(values)

@@ -93,25 +93,50 @@ def cluster_leading_jets(pseudojets: ak.Array, radius: float, n_jets: int = 2, m
     return LeadingJets(pt, eta, phi, mass, n_found, consts)
 
 
-def _padded(constituents: ak.Array) -> tuple[np.ndarray, ...]:
-    """Jagged px/py/pz/E -> padded (jets, max) arrays of pt, rapidity, phi and a mask."""
-    n_max = max(int(ak.max(ak.num(constituents), initial=0)), 1)
-    arrs = []
-    for f in ("px", "py", "pz", "E"):
-        arrs.append(ak.to_numpy(ak.fill_none(ak.pad_none(constituents[f], n_max, clip=True), 0.0)).astype(np.float64))
-    px, py, pz, e = arrs
-    mask = e > 0
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rap = np.where(mask, 0.5 * np.log(np.maximum(e + pz, 1e-300) / np.maximum(e - pz, 1e-300)), 0.0)
-    return pt, rap, np.arctan2(py, px), mask
+@dataclass
+class FlatConstituents:
+    """Constituents of ``n_jets`` jets as flat arrays, each with the index of its jet (jets in their input order).
+
+    Flat rather than padded: per-jet sums are ``np.bincount`` over ``jet``, so the work follows the number of
+    constituents, not jets x the largest jet's multiplicity (a few times more on QCD)."""
+
+    n_jets: int
+    jet: np.ndarray
+    pt: np.ndarray
+    rap: np.ndarray
+    phi: np.ndarray
+    weight: np.ndarray  # pt where the constituent has energy, else 0 (zero vectors do not count)
+
+    @classmethod
+    def from_awkward(cls, constituents: ak.Array) -> "FlatConstituents":
+        counts = ak.to_numpy(ak.num(constituents))
+        px, py, pz, e = (ak.to_numpy(ak.flatten(constituents[f])).astype(np.float64) for f in ("px", "py", "pz", "E"))
+        pt = np.hypot(px, py)
+        has_e = e > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rap = np.where(has_e, 0.5 * np.log(np.maximum(e + pz, 1e-300) / np.maximum(e - pz, 1e-300)), 0.0)
+        jet = np.repeat(np.arange(len(counts)), counts)
+        return cls(len(counts), jet, pt, rap, np.arctan2(py, px), np.where(has_e, pt, 0.0))
+
+    def jet_sum(self, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per-jet sums of per-constituent ``values`` (of the constituents selected by ``rows``, if given)."""
+        jet = self.jet if rows is None else self.jet[rows]
+        return np.bincount(jet, weights=values, minlength=self.n_jets)
 
 
 def _dphi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
-def _exclusive_axes(constituents: ak.Array, n_max: int, wta: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def _dr2(rap: np.ndarray, phi: np.ndarray, arap: np.ndarray, aphi: np.ndarray) -> np.ndarray:
+    """Squared (rapidity, phi) distances of constituents (N,) to their jet's axes (N, n); phi in [-pi, pi], so one
+    wrap suffices."""
+    dp = np.abs(phi[:, None] - aphi)
+    dp = np.minimum(dp, 2 * np.pi - dp)
+    return (rap[:, None] - arap) ** 2 + dp**2
+
+
+def exclusive_axes(constituents: ak.Array, n_max: int, wta: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Exclusive kT subjet axes (rapidity, phi) of shape (jets, n) for n = 1..n_max, from one kT clustering per jet;
     jets with fewer than n constituents get NaN axes."""
     n_jets = len(constituents)
@@ -142,12 +167,7 @@ def _exclusive_axes(constituents: ak.Array, n_max: int, wta: bool) -> list[tuple
     return result
 
 
-def _min_dr2(rap, phi, arap, aphi) -> tuple[np.ndarray, np.ndarray]:
-    d2 = (rap[:, :, None] - arap[:, None, :]) ** 2 + _dphi(phi[:, :, None], aphi[:, None, :]) ** 2
-    return d2.min(axis=2), d2.argmin(axis=2)
-
-
-def _one_pass(pt, rap, phi, mask, arap, aphi, beta: float, max_iter: int = 1000, tol: float = 1e-4):
+def _one_pass(c: FlatConstituents, arap, aphi, beta: float, max_iter: int = 1000, tol: float = 1e-4):
     """One pass of the Nsubjettiness axis minimisation (iterative reweighting from the seed axes until converged)."""
     arap, aphi = arap.copy(), aphi.copy()
     n = arap.shape[1]
@@ -155,23 +175,29 @@ def _one_pass(pt, rap, phi, mask, arap, aphi, beta: float, max_iter: int = 1000,
     for _ in range(max_iter):
         if not active.any():
             break
-        r, p, w_pt, m = rap[active], phi[active], pt[active], mask[active]
-        ar, ap = arap[active], aphi[active]
-        d2, idx = _min_dr2(r, p, ar, ap)
+        sel = np.nonzero(active[c.jet])[0]
+        jet = c.jet[sel]
+        r, p = c.rap[sel], c.phi[sel]
+        d2 = _dr2(r, p, arap[jet], aphi[jet])
+        idx = d2.argmin(axis=1)
+        nearest = np.arange(len(sel))
         # Weiszfeld-type update: each particle pulls its nearest axis with weight pt * dR^(beta - 2).
         # The tolerance doubles as a regulator so that a particle sitting on its axis cannot divide by zero.
-        w = np.where(m, w_pt * np.power(d2 + tol**2, (beta - 2) / 2), 0.0)
-        new_r, new_p = np.empty_like(ar), np.empty_like(ap)
-        for k in range(n):
-            wk = np.where(idx == k, w, 0.0)
-            sw = wk.sum(axis=1)
-            dp = _dphi(p, ap[:, [k]])
-            ok = sw > 0
-            new_r[:, k] = np.where(ok, (wk * r).sum(axis=1) / np.where(ok, sw, 1), ar[:, k])
-            new_p[:, k] = np.where(ok, ap[:, k] + (wk * dp).sum(axis=1) / np.where(ok, sw, 1), ap[:, k])
+        w = c.weight[sel] * np.power(d2[nearest, idx] + tol**2, (beta - 2) / 2)
+        key = jet * n + idx
+
+        def axis_sum(v: np.ndarray) -> np.ndarray:
+            return np.bincount(key, weights=v, minlength=c.n_jets * n).reshape(c.n_jets, n)
+
+        rows = np.nonzero(active)[0]
+        sw, sr = axis_sum(w)[rows], axis_sum(w * r)[rows]
+        sp = axis_sum(w * _dphi(p, aphi[jet, idx]))[rows]
+        ok = sw > 0
+        ar, ap = arap[rows], aphi[rows]
+        new_r = np.where(ok, sr / np.where(ok, sw, 1), ar)
+        new_p = np.where(ok, ap + sp / np.where(ok, sw, 1), ap)
         # Converged once the axes move by less than the accuracy on average, as fastjet-contrib's one-pass refiner.
         shift = np.sqrt((new_r - ar) ** 2 + _dphi(new_p, ap) ** 2).mean(axis=1)
-        rows = np.nonzero(active)[0]
         arap[rows], aphi[rows] = new_r, _dphi(new_p, 0.0)
         active[rows[shift <= tol]] = False
     return arap, aphi
@@ -188,15 +214,17 @@ def nsubjettiness(
     """
     if axes not in ("onepass_kt", "kt", "wta_kt"):
         raise ValueError(f"unknown N-subjettiness axes {axes!r}; use onepass_kt, kt or wta_kt")
-    pt, rap, phi, mask = _padded(constituents)
-    norm = (pt * mask).sum(axis=1) * radius**beta
-    taus = np.zeros((len(pt), n_max))
-    for n, (arap, aphi) in enumerate(_exclusive_axes(constituents, n_max, wta=axes == "wta_kt"), start=1):
+    c = FlatConstituents.from_awkward(constituents)
+    norm = c.jet_sum(c.weight) * radius**beta
+    taus = np.zeros((c.n_jets, n_max))
+    for n, (arap, aphi) in enumerate(exclusive_axes(constituents, n_max, wta=axes == "wta_kt"), start=1):
         if axes == "onepass_kt":
-            arap, aphi = _one_pass(pt, rap, phi, mask, arap, aphi, beta)
+            arap, aphi = _one_pass(c, arap, aphi, beta)
         ok = np.isfinite(arap).all(axis=1)
         if ok.any():
-            d2, _ = _min_dr2(rap[ok], phi[ok], arap[ok], aphi[ok])
-            num = (pt[ok] * mask[ok] * np.power(d2, beta / 2)).sum(axis=1)
+            sel = np.nonzero(ok[c.jet])[0]
+            d2 = _dr2(c.rap[sel], c.phi[sel], arap[c.jet[sel]], aphi[c.jet[sel]]).min(axis=1)
+            dist = np.sqrt(d2) if beta == 1 else np.power(d2, beta / 2)
+            num = c.jet_sum(c.weight[sel] * dist, sel)[ok]
             taus[ok, n - 1] = np.where(norm[ok] > 0, num / np.where(norm[ok] > 0, norm[ok], 1), 0.0)
     return taus
