@@ -9,6 +9,8 @@ Each entry under ``datasets:``::
       label: 0 | 1 | null              # background / signal / data
       xsec: 1.0                        # optional, pb; with luminosity, events are weighted (simulation only)
       luminosity: 140000.0             # optional, pb^-1: weight = gen_weight * xsec * luminosity / sum_w
+      sum_w: 1.5e10                    # optional: the sum of generator weights of all generated events (needed for
+                                       # PHYSLITE: ATLAS's CutBookkeepers / AMI; else read from NanoAOD's Runs tree)
       jet_radius: 1.0                  # optional, overrides the format's convention
       axes: onepass_kt | kt | wta_kt   # optional, N-subjettiness axes
       puppi: false                     # optional: cluster PFNano candidates without PUPPI weights
@@ -30,7 +32,8 @@ from .errors import ConfigError
 from .processors.formats import FORMATS, TREES
 
 _ROOT_FORMATS = ("nanoaod", "pfnanoaod", "physlite")
-_KEYS = {"format", "files", "treename", "label", "xsec", "luminosity", "jet_radius", "axes", "puppi", "generate", "description"}
+_KEYS = {"format", "files", "treename", "label", "xsec", "luminosity", "sum_w", "jet_radius", "axes", "puppi", "generate",
+         "description"}
 _AXES = ("onepass_kt", "kt", "wta_kt")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -44,6 +47,7 @@ class Dataset:
     treename: str = "Events"
     xsec: float | None = None
     luminosity: float | None = None
+    sum_w: float | None = None
     jet_radius: float | None = None
     axes: str | None = None
     puppi: bool | None = None
@@ -56,6 +60,9 @@ class Dataset:
             given, absent = ("xsec", "luminosity") if self.luminosity is None else ("luminosity", "xsec")
             raise ConfigError(f"dataset {self.name!r}: key {given!r} given without {absent!r}: event weights "
                               "(gen_weight * xsec * luminosity / sum_w) need both, or give neither")
+        if self.sum_w is not None and not self.weighted:
+            raise ConfigError(f"dataset {self.name!r}: key 'sum_w' given without 'xsec' and 'luminosity': it only "
+                              "normalises weighted events (gen_weight * xsec * luminosity / sum_w)")
 
     @property
     def weighted(self) -> bool:
@@ -115,10 +122,17 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
         files_raw = [files_raw]
     if files_raw is not None and not (isinstance(files_raw, list) and all(isinstance(f, str) for f in files_raw)):
         raise ConfigError(f"{where}: key 'files' must be a path or a list of paths")
-    for key in ("xsec", "luminosity", "jet_radius"):
+    numbers = {}
+    for key in ("xsec", "luminosity", "sum_w", "jet_radius"):
         value = raw.get(key)
+        if isinstance(value, str):  # PyYAML reads 1.5e10 (no sign in the exponent) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-            raise ConfigError(f"{where}: key {key!r} must be a positive number, got {value!r}")
+            raise ConfigError(f"{where}: key {key!r} must be a positive number, got {raw.get(key)!r}")
+        numbers[key] = value
     if raw.get("axes") is not None and raw["axes"] not in _AXES:
         raise ConfigError(f"{where}: key 'axes' must be one of {list(_AXES)}, got {raw['axes']!r}")
     if raw.get("puppi") is not None and not isinstance(raw["puppi"], bool):
@@ -134,7 +148,8 @@ def _entry(name: str, raw: Any, base: Path) -> Dataset:
     try:
         return Dataset(
             name=name, format=fmt, files=files, label=label, treename=raw.get("treename", TREES.get(fmt, "Events")),
-            xsec=raw.get("xsec"), luminosity=raw.get("luminosity"), jet_radius=raw.get("jet_radius"),
+            xsec=numbers["xsec"], luminosity=numbers["luminosity"], sum_w=numbers["sum_w"],
+            jet_radius=numbers["jet_radius"],
             axes=raw.get("axes"), puppi=raw.get("puppi"), generate=gen, missing=missing,
         )  # fmt: skip
     except ConfigError as err:

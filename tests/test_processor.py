@@ -280,6 +280,30 @@ def test_physlite_large_r_jets_are_the_files_branches_in_gev(tmp_path, capsys):
     assert len(err) == 1 and "events carry generator weights" in err[0], err  # simulation with its MC weights
 
 
+def test_physlite_weights_normalise_to_the_given_sum_of_generator_weights(tmp_path):
+    """PHYSLITE keeps the run-level sum of weights in the CutBookkeepers, which are not read: with `sum_w` in
+    datasets.yaml (the sum over all generated events, e.g. from AMI) each event's weight is mcEventWeights[0] * xsec
+    * luminosity / sum_w, recorded in config.json; without it the run stops with one line naming the file."""
+    import json
+
+    from anomalyhunt.cli import main as cli
+
+    xsec, lumi, sum_w = 2.5, 140000.0, 8.0e6
+    (tmp_path / "d.yaml").write_text(f"datasets:\n  atlas: {{format: physlite, files: [{PHYSLITE}], xsec: {xsec}, "
+                                     f"luminosity: {lumi}, sum_w: {sum_w}}}\n")  # fmt: skip
+    assert cli(["process", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    table = load_feature_table(tmp_path / "out" / "atlas")
+    with uproot.open(PHYSLITE) as f:
+        mc_w = ak.to_numpy(ak.firsts(f["CollectionTree"]["EventInfoAuxDyn.mcEventWeights"].array(library="ak")))
+    np.testing.assert_allclose(table["weight"], mc_w[table["event"].to_numpy()] * xsec * lumi / sum_w, rtol=1e-12)
+    resolved = json.loads((tmp_path / "out" / "config.json").read_text())["config"]["datasets_resolved"]["atlas"]
+    assert (resolved["sum_w"], resolved["sum_w_from"]) == (sum_w, "datasets.yaml")
+    ds = Dataset("atlas", "physlite", [str(PHYSLITE)], treename="CollectionTree", xsec=xsec, luminosity=lumi)
+    with pytest.raises(InputError, match=r"PHYSLITE_example.root: .*give the sum over all generated events as the "
+                                         r"dataset's sum_w"):  # fmt: skip
+        run_process({"atlas": ds}, tmp_path / "o", status=False)
+
+
 # -- LHCO layouts ------------------------------------------------------------------------------------------------
 def test_lhco_features_reader_orders_jets_by_mass(lhco_dir):
     df = read_lhco_features(lhco_dir / "rnd_sig_3500_500_100.features.h5", 0, 2000)
@@ -381,7 +405,8 @@ def _weighted_nano(path: Path, gen_weight: np.ndarray | None, sumw: list[float])
                    {"genWeight": np.float32}), counter_name=lambda _: "nFatJet")  # fmt: skip
         out["Events"].extend({b: arrays[b] for b in arrays.fields} | ({} if gen_weight is None else
                              {"genWeight": gen_weight.astype(np.float32)}))  # fmt: skip
-        out["Runs"] = {"genEventSumw": np.array(sumw)}
+        if sumw:
+            out["Runs"] = {"genEventSumw": np.array(sumw)}
     return path
 
 
@@ -465,6 +490,15 @@ def test_xsec_and_luminosity_are_refused_without_generator_weights(tmp_path):
     with pytest.raises(InputError, match=r"noruns.root: no Runs tree with genEventSumw or genEventSumw_"):
         run_process({"d": Dataset("d", "nanoaod", [str(tmp_path / "noruns.root")], xsec=1.0, luminosity=1.0)},
                     tmp_path / "o", status=False)  # fmt: skip
+    # a skim without its Runs tree: the analyst gives the sum over all generated events
+    skim = _weighted_nano(tmp_path / "skim.root", np.full(10, 2.0), [])
+    out = run_process({"d": Dataset("d", "nanoaod", [str(skim)], xsec=3.0, luminosity=5.0, sum_w=4.0)},
+                      tmp_path / "o", status=False)  # fmt: skip
+    assert out["normalisation"]["d"]["sum_w"] == 4.0
+    np.testing.assert_allclose(load_feature_table(tmp_path / "o" / "d")["weight"], 2.0 * 3.0 * 5.0 / 4.0)
+    with pytest.raises(InputError, match=r"data.root: no genWeight branch .*\(data\?\)"):  # sum_w makes no data MC
+        run_process({"d": Dataset("d", "nanoaod", [str(data)], xsec=1.0, luminosity=1.0, sum_w=4.0)}, tmp_path / "p",
+                    status=False)  # fmt: skip
 
 
 # -- datasets.yaml -------------------------------------------------------------------------------------------------
@@ -487,6 +521,10 @@ def test_shipped_datasets_yaml_is_valid():
          r"^datasets.yaml: dataset 'f': key 'luminosity' given without 'xsec'"),
         ("datasets:\n  g: {format: nanoaod, files: [x], xsec: 1.0, luminosity: -5}",
          r"dataset 'g': key 'luminosity' must be a positive number, got -5"),
+        ("datasets:\n  h: {format: nanoaod, files: [x], sum_w: 1.0e6}",
+         r"dataset 'h': key 'sum_w' given without 'xsec' and 'luminosity'"),
+        ("datasets:\n  i: {format: physlite, files: [x], xsec: 1.0, luminosity: 1.0, sum_w: 0}",
+         r"dataset 'i': key 'sum_w' must be a positive number, got 0"),
         ("nothing: here", "top-level mapping 'datasets:'"),
     ],
 )

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     weights = output.get("normalisation", {})
     config["datasets_resolved"] = {
         n: {"format": d.format, "files": d.files, "xsec": d.xsec, "luminosity": d.luminosity,
-            "sum_w": weights.get(n, {}).get("sum_w")}
+            "sum_w": weights.get(n, {}).get("sum_w"),
+            **({"sum_w_from": "datasets.yaml" if d.sum_w is not None else "Runs tree"} if d.weighted else {})}
         for n, d in datasets.items()
     }  # fmt: skip
     write_run_config(args.out, config)

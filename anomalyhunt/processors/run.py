@@ -112,36 +112,48 @@ def open_root(path: str) -> uproot.ReadOnlyDirectory:
 
 #: Run-level sum of generator weights of CMS NanoAOD (``Runs`` tree), by its current and its older name.
 SUMW_BRANCHES = ("genEventSumw", "genEventSumw_")
+#: Where each ROOT format keeps the per-event generator weight (absent in data).
+GEN_WEIGHT_BRANCHES = {"nanoaod": "genWeight", "pfnanoaod": "genWeight", "physlite": "EventInfoAuxDyn.mcEventWeights"}
 
 
 def generator_sum_of_weights(ds: "Dataset") -> float:
-    """The sum of generator weights over all generated events of all of ``ds``'s files, from the run-level tree (CMS
-    NanoAOD ``Runs``, ``genEventSumw``; ``genEventSumw_`` in older NanoAOD), summed over its entries and the files.
+    """The sum of generator weights over all generated events of all of ``ds``'s files: the dataset's own ``sum_w``
+    where ``datasets.yaml`` gives it (PHYSLITE: from ATLAS's CutBookkeepers or AMI; skims without a run-level tree),
+    else from the run-level tree (CMS NanoAOD ``Runs``, ``genEventSumw``; ``genEventSumw_`` in older NanoAOD),
+    summed over its entries and the files.
 
     Read once per dataset before processing, so that a chunk's weights do not depend on the other chunks; the sum
     over the file's own events would be that of skimmed events. Data, and formats without such a record, are refused.
     """
     first = ds.files[0] if ds.files else f"dataset {ds.name}"
-    if ds.format == "physlite":
-        raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but PHYSLITE files here carry no "
-                                "run-level sum of generator weights (ATLAS keeps it in the CutBookkeepers metadata, "
-                                "which is not read); summing the skimmed events' weights would be wrong: remove xsec "
-                                "and luminosity")  # fmt: skip
-    if ds.format not in ("nanoaod", "pfnanoaod"):
+    if ds.format not in ("nanoaod", "pfnanoaod", "physlite"):
         raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but format {ds.format} carries no "
                                 "generator weights to normalise: remove them")  # fmt: skip
+    if ds.format == "physlite" and ds.sum_w is None:
+        raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but PHYSLITE files here carry no "
+                                "run-level sum of generator weights (ATLAS keeps it in the CutBookkeepers metadata, "
+                                "which is not read); summing the skimmed events' weights would be wrong: give the "
+                                "sum over all generated events as the dataset's sum_w (from the CutBookkeepers or "
+                                "AMI), or remove xsec and luminosity")  # fmt: skip
+    weight_branch = GEN_WEIGHT_BRANCHES[ds.format]
     total = 0.0
     for path in ds.files:
         with open_root(path) as f:
-            if ds.treename in f and "genWeight" not in f[ds.treename]:
-                raise InputError(path, f"no genWeight branch in tree {ds.treename!r} (data?): dataset {ds.name!r} "
-                                       "sets xsec and luminosity, which normalise simulation only; remove them")  # fmt: skip
+            if ds.treename in f and weight_branch not in f[ds.treename]:
+                raise InputError(path, f"no {weight_branch} branch in tree {ds.treename!r} (data?): dataset "
+                                       f"{ds.name!r} sets xsec and luminosity, which normalise simulation only; "
+                                       "remove them")  # fmt: skip
+            if ds.sum_w is not None:
+                continue
             runs = f["Runs"] if "Runs" in f else {}
             branch = next((b for b in SUMW_BRANCHES if b in runs), None)
             if branch is None:
                 raise InputError(path, f"no Runs tree with {' or '.join(SUMW_BRANCHES)} (the sum of generator weights "
-                                       "of all generated events): xsec and luminosity cannot be normalised")  # fmt: skip
+                                       "of all generated events): xsec and luminosity cannot be normalised; give it "
+                                       "as the dataset's sum_w")  # fmt: skip
             total += float(runs[branch].array(library="np").sum())
+    if ds.sum_w is not None:
+        return float(ds.sum_w)
     if not total > 0:
         raise InputError(first, f"dataset {ds.name!r}: the sum of generator weights of its files is {total}, not "
                                 "positive: xsec and luminosity cannot be normalised")  # fmt: skip
