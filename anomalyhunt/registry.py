@@ -27,6 +27,8 @@ class Registry(Generic[T]):
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
+            if isinstance(obj, type):
+                obj.registered_name = name  # type: ignore[attr-defined]  # messages name the method as users do
             return obj
 
         return decorator

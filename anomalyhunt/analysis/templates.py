@@ -45,7 +45,7 @@ def hand_simulation(gen: TemplateGenerator, simulation: Simulation | None) -> No
     if simulation is not None:
         gen.set_simulation(*simulation)
     elif not gen.has_simulation():
-        raise InputError(f"{type(gen).__name__.lower()}", "needs a background simulation sample: call "
+        raise InputError(gen.method_name(), "needs a background simulation sample: call "
                          "set_simulation(x, m) before fit (anomalyhunt hunt / search: --simulation FILE)")  # fmt: skip
 
 

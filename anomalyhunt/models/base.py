@@ -100,13 +100,18 @@ class TemplateGenerator(Configurable, abc.ABC):
         data). Checked like fit input; called before :meth:`fit`."""
         from .preprocessing import check_events
 
-        self._simulation = check_events(x, m, f"{type(self).__name__.lower()}.set_simulation")
+        self._simulation = check_events(x, m, f"{self.method_name()}.set_simulation")
+
+    @classmethod
+    def method_name(cls) -> str:
+        """The name the generator is registered (and chosen) by, e.g. ``raw-simulation``."""
+        return getattr(cls, "registered_name", cls.__name__.lower())
 
     def simulation(self) -> tuple[np.ndarray, np.ndarray]:
         """The simulation sample given to :meth:`set_simulation`; without one an :class:`InputError` naming it."""
         sim = getattr(self, "_simulation", None)
         if sim is None:
-            raise InputError(f"{type(self).__name__.lower()} simulation",
+            raise InputError(f"{self.method_name()} simulation",
                              "no background simulation sample: call set_simulation(x, m) before fit "
                              "(anomalyhunt hunt: --simulation FILE)")  # fmt: skip
         return sim
