@@ -231,7 +231,7 @@ DISPERSION_EVENTS = 150_000
 #: such inputs, and the fewest generator epochs it was shown with (None: the method's default). README: CATHODE
 #: SR-trained 1.21 at its defaults (1.36 with 8 epochs and 2 trees), window-trained 1.19 with 8 epochs; SIGMA is not
 #: (SR-trained 2.4 linear from half a width, 5.7 linear from one width, 3.9 cubic from one and two widths, its
-#: default; window-trained 1.7 linear from one width, 1.44 cubic).
+#: default; window-trained 1.7 linear from one width, 1.44 cubic, 1.55 cubic from 3 trainings).
 FULL_SIZE_CALIBRATED: dict[tuple[str, str], int | None] = {("cathode", "sr"): None, ("cathode", "window"): 8}
 
 
