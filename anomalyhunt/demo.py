@@ -61,6 +61,13 @@ def shipped_features() -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
+def shipped_simulation() -> pd.DataFrame:
+    """The background simulation shipped with the package: 200k QCD events with Pythia's A14 tune beside the Monash
+    data (``anomalyhunt/data/simulation_a14.json`` says how it was made and how it differs)."""
+    with resources.as_file(resources.files("anomalyhunt") / "data" / "simulation_a14.parquet") as path:
+        return pd.read_parquet(path)
+
+
 def process_fresh_sample(out: Path, seed: int, workers: int, console: Console) -> dict[str, Any]:
     """Generate (or take from the cache) a small sample and run the processor on a local Dask cluster."""
     from .commands.process import print_summary
