@@ -3,13 +3,13 @@ seeds, the raw-simulation baseline): anomalyhunt/data/simulation_a14.parquet.
 
 Source: a QCD campaign of `anomalyhunt generate` with another Pythia tune than the data's (A14 instead of Monash),
 
-    WORKERS=2 scripts/generate_campaign.sh GEN qcd 4001 4008 25000 --tune 21
+    WORKERS=1 scripts/generate_campaign.sh GEN qcd 4001 4008 25000 --tune 21
     anomalyhunt process datasets.yaml --dataset sim_a14 --out PROCESSED      # format: lhco-particles, label: 0
 
 and its processor output read with anomalyhunt's own reader; the columns the searches use are stored as float32. The
 data it stands beside is the recorded LHCO-like sample (Monash; its features from massive particle 4-vectors), so
 the simulation differs from the data as a real one would, in two stated ways: the parton-shower tune, and jets
-reclustered from massless particles (the LHCO particle layout), which lowers the lighter jet's mass by ~10%.
+reclustered from massless particles (the LHCO particle layout), which lowers the lighter jet's mass by ~16%.
 
     python scripts/make_simulation_sample.py PROCESSED/sim_a14 anomalyhunt/data/simulation_a14.parquet
 """

@@ -107,13 +107,17 @@ class TemplateGenerator(Configurable, abc.ABC):
         """The name the generator is registered (and chosen) by, e.g. ``raw-simulation``."""
         return getattr(cls, "registered_name", cls.__name__.lower())
 
-    def simulation(self) -> tuple[np.ndarray, np.ndarray]:
-        """The simulation sample given to :meth:`set_simulation`; without one an :class:`InputError` naming it."""
+    def simulation(self, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The simulation sample given to :meth:`set_simulation`; without one, or (``n_features``: the data's) with
+        another number of features, an :class:`InputError` naming it."""
         sim = getattr(self, "_simulation", None)
         if sim is None:
             raise InputError(f"{self.method_name()} simulation",
                              "no background simulation sample: call set_simulation(x, m) before fit "
                              "(anomalyhunt hunt: --simulation FILE)")  # fmt: skip
+        if n_features is not None and sim[0].shape[1] != n_features:
+            raise InputError(f"{self.method_name()} simulation",
+                             f"{sim[0].shape[1]} features, the data have {n_features}")
         return sim
 
     @abc.abstractmethod

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import zuko
 
-from ..errors import InputError
 from .base import GENERATORS, TEMPLATE_DEFAULTS, TRAINING_DEFAULTS, TemplateGenerator
 from .cathode import BASE_FLOW_DEFAULTS, base_flow_config, fit_flow, load_frozen_flow
 from .nn import pick_device, seeded, train_loop
@@ -87,9 +86,7 @@ class Feta(TemplateGenerator):
         masses ``m`` (SR data events are refused)."""
         c = self.config
         x, m = check_events(x, m, "feta.fit")
-        x_sim, m_sim = self.simulation()
-        if x_sim.shape[1] != x.shape[1]:
-            raise InputError("feta simulation", f"{x_sim.shape[1]} features, the data have {x.shape[1]}")
+        x_sim, m_sim = self.simulation(n_features=x.shape[1])
         if x_val is not None:
             x_val, m_val = check_events(x_val, m_val, "feta.fit (validation)")
         m_all = m if m_val is None else np.concatenate([m, m_val])

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
 from .base import GENERATORS, TEMPLATE_DEFAULTS, TemplateGenerator
 from .preprocessing import check_events
 from .simulation import draw_near, signal_region
@@ -44,9 +43,7 @@ class RawSimulation(TemplateGenerator):
         becomes the pool templates are drawn from."""
         x, m = check_events(x, m, "raw-simulation.fit")
         signal_region(self.config["sr"], m if m_val is None else np.concatenate([m, m_val]), "raw-simulation")
-        x_sim, m_sim = self.simulation()
-        if x_sim.shape[1] != x.shape[1]:
-            raise InputError("raw-simulation simulation", f"{x_sim.shape[1]} features, the data have {x.shape[1]}")
+        x_sim, m_sim = self.simulation(n_features=x.shape[1])
         self._pool = (x_sim, m_sim)
         return self
 

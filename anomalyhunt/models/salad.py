@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from .base import DISCRIMINATORS, GENERATORS, TEMPLATE_DEFAULTS, TemplateGenerator
 from .nn import pick_device
 from .preprocessing import check_events
@@ -87,9 +87,7 @@ class Salad(TemplateGenerator):
         if x_val is not None:
             x_val, m_val = check_events(x_val, m_val, "salad.fit (validation)")
             x, m = np.vstack([x, x_val]), np.concatenate([m, m_val])
-        x_sim, m_sim = self.simulation()
-        if x_sim.shape[1] != x.shape[1]:
-            raise InputError("salad simulation", f"{x_sim.shape[1]} features, the data have {x.shape[1]}")
+        x_sim, m_sim = self.simulation(n_features=x.shape[1])
         self._sr = signal_region(c["sr"], m, "salad")
         sb = simulation_sidebands(m_sim, m, self._sr, "salad")
         inputs = np.vstack([np.column_stack([x, m]), np.column_stack([x_sim[sb], m_sim[sb]])])

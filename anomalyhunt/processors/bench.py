@@ -11,6 +11,7 @@ from typing import Any
 
 import awkward as ak
 import fastjet
+import numpy as np
 
 from ..io.lhco import lhco_particle_events, read_lhco_particles
 from .constituents import jet_images, point_clouds
@@ -34,8 +35,6 @@ def benchmark_process(
     (features, taus, clouds, images, Parquet/npz writing). Rates are events per second on one core. Each of the
     ``repeats`` rounds times all of them once, in turn, and every figure is the median over the rounds, so that a
     busy moment biases none of them against another."""
-    import numpy as np
-
     path = str(path)
     n_events = min(n_events, lhco_particle_events(path))
     block = read_lhco_particles(path, 0, n_events)

@@ -126,7 +126,7 @@ def generator_sum_of_weights(ds: "Dataset") -> float:
     over the file's own events would be that of skimmed events. Data, and formats without such a record, are refused.
     """
     first = ds.files[0] if ds.files else f"dataset {ds.name}"
-    if ds.format not in ("nanoaod", "pfnanoaod", "physlite"):
+    if ds.format not in GEN_WEIGHT_BRANCHES:
         raise InputError(first, f"dataset {ds.name!r} sets xsec and luminosity, but format {ds.format} carries no "
                                 "generator weights to normalise: remove them")  # fmt: skip
     if ds.format == "physlite" and ds.sum_w is None:
