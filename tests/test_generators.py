@@ -61,28 +61,11 @@ CONFIGS = {
 
 
 def template_auc(template: np.ndarray, truth: np.ndarray, seed: int = 0) -> float:
-    """5-fold cross-validated AUC of a HistGradientBoostingClassifier separating ``template`` from ``truth``.
+    """The product's template AUC (:func:`anomalyhunt.analysis.fidelity.template_auc`: 5-fold, copies of a repeated
+    template event in one fold) with a single boosted-tree classifier, as these tests were measured with."""
+    from anomalyhunt.analysis.fidelity import template_auc as product_template_auc
 
-    A template that repeats events (SALAD and FETA draw simulation events, SALAD with replacement by weight) keeps
-    every copy of an event in one fold: a copy in the training folds would otherwise teach the classifier that very
-    point (half of the SR truth drawn with replacement against the other half: 0.631 with copies across folds,
-    0.5 without). Templates without repeated rows are split as before."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    x = np.vstack([template, truth])
-    y = np.r_[np.zeros(len(template)), np.ones(len(truth))]
-    score = np.zeros(len(y))
-    groups = np.unique(x, axis=0, return_inverse=True)[1].reshape(-1)
-    if len(np.unique(groups)) < len(x):
-        splits = StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, groups)
-    else:
-        splits = StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y)
-    for train, test in splits:
-        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x[train], y[train])
-        score[test] = clf.predict_proba(x[test])[:, 1]
-    return float(roc_auc_score(y, score))
+    return product_template_auc(template, truth, classifier_config={"n_ensemble": 1}, seed=seed)
 
 
 def _window_events(lhco_dir: Path, files: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -27,21 +27,15 @@ def template_auc(
     seed: int = 0,
 ) -> float:
     """Weighted AUC of out-of-fold scores, true background (label 1) vs template (label 0), both classes
-    weighted to equal total weight (the template is usually oversampled).
-
-    Identical template rows (simulation-assisted templates draw simulation events, SALAD with replacement by weight)
-    enter once, weighted by their count, so that every copy of an event sits in one fold: a copy in the training folds
-    would teach the classifier that very point (half of a background sample drawn with replacement against the other
-    half scores ~0.63 with copies across folds, 0.5 without)."""
+    weighted to equal total weight (the template is usually oversampled)."""
     from sklearn.metrics import roc_auc_score
 
-    x_template, counts = np.unique(np.asarray(x_template), axis=0, return_counts=True)
     r = kfold_classify(
-        x_background, x_template, w0=counts.astype(np.float64), classifier=classifier,
-        classifier_config=classifier_config, folds=folds, seed=seed,
-    )  # fmt: skip
+        x_background, x_template, classifier=classifier, classifier_config=classifier_config, folds=folds, seed=seed
+    )
     y = np.concatenate([np.ones(len(r.scores_1)), np.zeros(len(r.scores_0))])
-    w = np.concatenate([np.full(len(r.scores_1), 1.0 / len(r.scores_1)), counts / counts.sum()])
+    n1, n0 = len(r.scores_1), len(r.scores_0)
+    w = np.concatenate([np.full(n1, 1.0 / n1), np.full(n0, 1.0 / n0)])
     return float(roc_auc_score(y, np.concatenate([r.scores_1, r.scores_0]), sample_weight=w))
 
 

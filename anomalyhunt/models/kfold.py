@@ -3,6 +3,11 @@
 Two samples (label 1 and label 0) are split into k folds; the model of fold i trains on the other k - 1 folds and
 scores fold i, so every event gets an *out-of-fold* score. A separate test set is scored by the mean of the k fold
 models, and other events (e.g. outside a signal region) each by the model of one fold drawn for it.
+
+Identical rows of a sample (a template that draws simulation events, SALAD with replacement by weight) are one
+event weighted by their count: every copy sits in one fold and gets its score, and none can sit on both sides of a
+split, where a classifier would learn that very point (a resampled true background against the rest of it scores AUC
+0.60 with copies across folds, 0.50 without).
 """
 
 from __future__ import annotations
@@ -72,11 +77,16 @@ def kfold_classify(
     if len(x1) < folds or len(x0) < folds:
         raise ValueError(f"too few events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF01D]))
+    w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
+    w0 = np.ones(len(x0)) if w0 is None else np.asarray(w0, dtype=np.float64)
+    rows1, rows0 = np.arange(len(x1)), np.arange(len(x0))  # each row's event (identical rows: one event)
+    x1, w1, rows1 = collapse_copies(x1, w1)
+    x0, w0, rows0 = collapse_copies(x0, w0)
+    if len(x1) < folds or len(x0) < folds:
+        raise ValueError(f"too few distinct events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
     f1, f0 = fold_assignment(len(x1), folds, rng), fold_assignment(len(x0), folds, rng)
     fo = fold_assignment(len(x_other), folds, rng) if x_other is not None else None
     so = np.full(len(x_other), np.nan) if x_other is not None else None
-    w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
-    w0 = np.ones(len(x0)) if w0 is None else np.asarray(w0, dtype=np.float64)
     s1, s0 = np.full(len(x1), np.nan), np.full(len(x0), np.nan)
     test = np.zeros(len(x_test)) if x_test is not None else None
     start = time.perf_counter()
@@ -99,7 +109,23 @@ def kfold_classify(
             so[fo == k] = clf.score(x_other[fo == k])
         if test is not None:
             test += clf.score(x_test) / folds
-    return KFoldResult(s1, s0, f1, f0, test, time.perf_counter() - start, so)
+    return KFoldResult(s1[rows1], s0[rows0], f1[rows1], f0[rows0], test, time.perf_counter() - start, so)
+
+
+def collapse_copies(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct rows of ``x``, their summed weights ``w``, each row's index among them); ``x`` and ``w`` as they are,
+    with indices 0..n-1, when no row repeats."""
+    import pandas as pd
+
+    x = np.asarray(x)
+    if x.ndim != 2 or len(x) == 0:
+        return x, w, np.arange(len(x))
+    rows = pd.DataFrame(x)  # hashed rows: a quick check for the common case of no copies
+    if not rows.duplicated().any():
+        return x, w, np.arange(len(x))
+    inverse = rows.groupby(list(rows.columns), sort=False, dropna=False).ngroup().to_numpy()
+    first = np.unique(inverse, return_index=True)[1]
+    return x[first], np.bincount(inverse, weights=w, minlength=len(first)), inverse
 
 
 def kfold_density_ratio(
