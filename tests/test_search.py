@@ -390,16 +390,22 @@ def test_bench_search_quick(toy_file: Path, tmp_path: Path, capsys) -> None:
 
     assert "search" in BENCHMARKS
     out = tmp_path / "bench"
-    rc = main([
-        "bench", "search", "--quick", "--features", str(toy_file), "--method", "idealized", "--method", "cwola",
-        "--background-events", "40000", "--significance", "5", "--classifier-option", "n_ensemble=2",
-        "--scheduler", "sync", "--out", str(out), "--quiet", "--no-plots",
-    ])
-    assert rc == 0
-    rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["methods"]}
+    args = ["bench", "search", "--quick", "--features", str(toy_file), "--method", "idealized",
+            "--background-events", "40000", "--significance", "5", "--classifier-option", "n_ensemble=2",
+            "--scheduler", "sync", "--out", str(out), "--quiet", "--no-plots"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads((out / "bench.json").read_text())
+    capsys.readouterr()
+    # Run in parts: a second method into the same OUT keeps the finished runs of the first.
+    assert main([*args, "--method", "cwola"]) == 0
+    bench = json.loads((out / "bench.json").read_text())
+    rows = {r["method"]: r for r in bench["methods"]}
     assert rows["idealized"]["ratio_to_idealized"] == pytest.approx(1.0)
+    assert rows["idealized"]["max_sic"] == first["methods"][0]["max_sic"]
     assert rows["cwola"]["seeds"] == 2 and rows["cwola"]["seconds_per_sr"] > 0
-    assert "vs idealized" in capsys.readouterr().out
+    assert bench["control_template_auc"]["n"] == 2
+    printed = capsys.readouterr().out
+    assert "resuming: 2 of 4 runs" in printed and "vs idealized" in printed
 
 
 def test_equal_size_yardstick_uses_the_idealized_reference_size(toy_file: Path) -> None:

@@ -379,8 +379,10 @@ def run_search_bench(args: argparse.Namespace) -> int:
     main, extra, notes = plan_bench(settings, out)
     settings = {**{k: v for k, v in settings.items() if k != "extra_srs"}, "bench_notes": notes,
                 "extra_srs": sorted({tuple(c.sr) for c in extra})}
+    # Resumable: runs recorded in OUT's task log with exactly their configuration are kept, so a long comparison
+    # may be run in parts (one method after another) into one OUT.
     results = run_all(main + extra, scheduler=settings.get("scheduler"), workers=settings.get("workers"),
-                      progress=not args.quiet)
+                      progress=not args.quiet, resume=out)
     results, extra_results = results[: len(main)], results[len(main):]
     report(results, out, settings, plots=settings.get("plots", True))
     rows = summarize_bench(results, extra_results)
