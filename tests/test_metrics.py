@@ -35,6 +35,9 @@ def test_auc_and_fixed_efficiency_points(gaussians) -> None:
     assert metrics.sic_at_signal_efficiency(y, s, 0.2, min_background=50) is not None
     assert metrics.sic_at_signal_efficiency(y, s, 0.2, min_background=10_000) is None
     assert metrics.rejection_at(y, s, 0.2, min_background=10_000) is None
+    # With thousands of events kept, the 84% lower bound sits just below the SIC (upper limit k + ~sqrt(k)).
+    sic = metrics.sic_at_signal_efficiency(y, s, 0.2)
+    assert 0.98 * sic < metrics.sic_lower_bound_at_signal_efficiency(y, s, 0.2) < sic
     # 200k background events >= 50k: SIC at eps_B = 1e-3 is defined; eps_S = Q(Q^-1(1e-3) - mu) = 0.0183.
     expected = norm.sf(norm.isf(1e-3) - mu) / np.sqrt(1e-3)
     assert metrics.sic_at_background_efficiency(y, s, 1e-3) == pytest.approx(expected, rel=0.1)
@@ -101,3 +104,16 @@ def test_metrics_reject_bad_input() -> None:
         metrics.max_sic(np.array([0, 1]), np.arange(3.0))
     with pytest.raises(ValueError, match="non-finite"):
         metrics.auc(np.array([0, 1]), np.array([0.0, np.nan]))
+
+
+@pytest.mark.parametrize("kept,upper", [(0, 1.8326), (1, 3.2885), (3, 5.9038)])
+def test_sic_lower_bound_counts_the_background_a_tight_cut_keeps(kept: int, upper: float) -> None:
+    """1,000 signal and 10,000 background events; the eps_S = 0.2 cut keeps ``kept`` background events, whose 84%
+    Poisson upper limit is ``upper`` (-ln 0.16 = 1.8326 for none): the bound is 0.2 / sqrt(upper / 10,000), where
+    the SIC itself is undefined (none kept) or rests on one or three events."""
+    signal = np.linspace(1.0, 2.0, 1000)
+    background = np.r_[np.full(kept, 1.9), np.linspace(-3.0, 0.5, 10_000 - kept)]  # above the cut at ~1.8
+    y = np.r_[np.ones(1000), np.zeros(10_000)]
+    bound = metrics.sic_lower_bound_at_signal_efficiency(y, np.r_[signal, background], 0.2)
+    assert bound == pytest.approx(0.2 / np.sqrt(upper / 10_000), rel=1e-3)
+    assert metrics.sic_at_signal_efficiency(y, np.r_[signal, background], 0.2, min_background=50) is None

@@ -84,6 +84,18 @@ def sic_at_signal_efficiency(
     return float(eps_s / np.sqrt(b))
 
 
+def sic_lower_bound_at_signal_efficiency(y: np.ndarray, score: np.ndarray, eps_s: float, cl: float = 0.84) -> float:
+    """A one-sided ``cl`` lower bound on the SIC at signal efficiency ``eps_s``, defined however few background test
+    events the cut keeps: eps_B from the Poisson upper limit on their number (k kept: chi2.ppf(cl, 2k + 2) / 2 events;
+    1.8 for none). Where the SIC itself is undefined (tight cuts of a good classifier), this still ranks methods."""
+    from scipy.stats import chi2
+
+    n_b = int((np.asarray(y) == 0).sum())
+    kept = _background_kept(y, background_efficiency_at(y, score, eps_s))
+    upper = 0.5 * chi2.ppf(cl, 2 * np.floor(kept + 1e-9) + 2)
+    return float(eps_s / np.sqrt(min(upper, n_b) / n_b))
+
+
 def sic_at_background_efficiency(
     y: np.ndarray, score: np.ndarray, eps_b: float = 1e-3, min_test_background: int = MIN_BACKGROUND_FOR_1E3
 ) -> float | None:
@@ -118,6 +130,7 @@ def summarize(y: np.ndarray, score: np.ndarray, min_background: int = 50) -> dic
     return {
         "max_sic": max_sic(y, score, min_background),
         "sic_at_0.2": sic_at_signal_efficiency(y, score, 0.2, min_background),
+        "sic_at_0.2_lower": sic_lower_bound_at_signal_efficiency(y, score, 0.2),
         "sic_at_0.5": sic_at_signal_efficiency(y, score, 0.5, min_background),
         "sic_at_1e-3": sic_at_background_efficiency(y, score, 1e-3),
         "auc": auc(y, score),
