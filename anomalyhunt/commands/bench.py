@@ -340,8 +340,8 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
     )
     table = Table(title=title)
     for col in ("method", "seeds", "train s", "template s / extra SR", "s / extra SR", "template events",
-                "max SIC median [16%, 84%]", "SIC at eps_S 0.2, 84% lower bound", "vs idealized", "vs idealized, equal size",
-                "template AUC"):
+                "max SIC median [16%, 84%]", "SIC at eps_S 0.2, 84% lower bound", "vs idealized",
+                "vs idealized, equal size", "template AUC"):
         table.add_column(col)
     for row in rows:
         star = "" if row["per_sr_measured"] else "*"

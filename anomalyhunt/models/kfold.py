@@ -74,13 +74,10 @@ def kfold_classify(
     as the out-of-fold ones."""
     if folds < 2:
         raise ValueError(f"k-fold needs folds >= 2, got {folds}")
-    if len(x1) < folds or len(x0) < folds:
-        raise ValueError(f"too few events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xF01D]))
     w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
     w0 = np.ones(len(x0)) if w0 is None else np.asarray(w0, dtype=np.float64)
-    rows1, rows0 = np.arange(len(x1)), np.arange(len(x0))  # each row's event (identical rows: one event)
-    x1, w1, rows1 = collapse_copies(x1, w1)
+    x1, w1, rows1 = collapse_copies(x1, w1)  # rows1[i]: the distinct event of row i
     x0, w0, rows0 = collapse_copies(x0, w0)
     if len(x1) < folds or len(x0) < folds:
         raise ValueError(f"too few distinct events for {folds} folds: {len(x1)} (label 1) and {len(x0)} (label 0)")
