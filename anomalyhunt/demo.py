@@ -55,17 +55,20 @@ def shipped_null():
     return study
 
 
+def _shipped_table(name: str) -> pd.DataFrame:
+    with resources.as_file(resources.files("anomalyhunt") / "data" / name) as path:
+        return pd.read_parquet(path)
+
+
 def shipped_features() -> pd.DataFrame:
     """The compact search-sized feature table shipped with the package."""
-    with resources.as_file(resources.files("anomalyhunt") / "data" / "demo_features.parquet") as path:
-        return pd.read_parquet(path)
+    return _shipped_table("demo_features.parquet")
 
 
 def shipped_simulation() -> pd.DataFrame:
     """The background simulation shipped with the package: 200k QCD events with Pythia's A14 tune beside the Monash
     data (``anomalyhunt/data/simulation_a14.json`` says how it was made and how it differs)."""
-    with resources.as_file(resources.files("anomalyhunt") / "data" / "simulation_a14.parquet") as path:
-        return pd.read_parquet(path)
+    return _shipped_table("simulation_a14.parquet")
 
 
 def process_fresh_sample(out: Path, seed: int, workers: int, console: Console) -> dict[str, Any]:

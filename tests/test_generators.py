@@ -68,18 +68,22 @@ def template_auc(template: np.ndarray, truth: np.ndarray, seed: int = 0) -> floa
     return product_template_auc(template, truth, classifier_config={"n_ensemble": 1}, seed=seed)
 
 
+def _window(df, window: tuple[float, float] = MJJ_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`FEATURES` (jet masses in TeV) and mjj (TeV) of the events of table ``df`` inside ``window`` (TeV)."""
+    m = df["mjj"].to_numpy() / 1000.0
+    x = df[FEATURES].to_numpy(dtype=np.float64, copy=True)
+    x[:, :2] /= 1000.0  # jet masses in TeV, like mjj
+    keep = (m > window[0]) & (m < window[1])
+    return x[keep], m[keep]
+
+
 def _window_events(lhco_dir: Path, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """:data:`FEATURES` (jet masses in TeV) and mjj (TeV) of the events of ``files`` in :data:`MJJ_WINDOW`."""
+    """:func:`_window` of the events of ``files``."""
     import pandas as pd
 
     from anomalyhunt.io.lhco import read_lhco_features
 
-    df = pd.concat([read_lhco_features(lhco_dir / f) for f in files], ignore_index=True)
-    m = df["mjj"].to_numpy() / 1000.0
-    x = df[FEATURES].to_numpy(dtype=np.float64, copy=True)
-    x[:, :2] /= 1000.0  # jet masses in TeV, like mjj
-    keep = (m > MJJ_WINDOW[0]) & (m < MJJ_WINDOW[1])
-    return x[keep], m[keep]
+    return _window(pd.concat([read_lhco_features(lhco_dir / f) for f in files], ignore_index=True))
 
 
 @pytest.fixture(scope="module")
@@ -575,16 +579,9 @@ def test_shipped_simulation_differs_from_the_data_and_salad_corrects_it() -> Non
     sidebands) removes most of that separation. Measured: raw 0.631, SALAD 0.515 (13 s)."""
     from anomalyhunt.demo import shipped_features, shipped_simulation
 
-    def window(df):
-        m = df["mjj"].to_numpy() / 1000.0
-        x = df[FEATURES].to_numpy(np.float64, copy=True)
-        x[:, :2] /= 1000.0
-        keep = (m > 2.9) & (m < 4.1)
-        return x[keep], m[keep]
-
     data = shipped_features()
-    x, m = window(data[data.label == 0].iloc[:175_000])
-    x_sim, m_sim = window(shipped_simulation())
+    x, m = _window(data[data.label == 0].iloc[:175_000], (2.9, 4.1))
+    x_sim, m_sim = _window(shipped_simulation(), (2.9, 4.1))
     in_sr = (m > SR[0]) & (m < SR[1])
     truth = np.random.default_rng(0).permutation(np.flatnonzero(in_sr))[:8000]
     in_sr_sim = np.flatnonzero((m_sim > SR[0]) & (m_sim < SR[1]))

@@ -369,9 +369,9 @@ def control_fidelity(cfg: SearchConfig, sample: InjectedSample) -> float:
     clearly above 0.5."""
     from .fidelity import sideband_control
 
-    truth = sample.x_test[sample.y_test == 0]
+    n_truth = int((sample.y_test == 0).sum())  # as many as template_fidelity's true SR background events
     sb = Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan).sb_mask(sample.m)
-    return template_fidelity(cfg, sample, sideband_control(sample.x, sb, n=len(truth), seed=_sub_seed(cfg.seed, 23)))
+    return template_fidelity(cfg, sample, sideband_control(sample.x, sb, n=n_truth, seed=_sub_seed(cfg.seed, 23)))
 
 
 def run_search(config: SearchConfig | dict[str, Any], shared: SharedFits | None = None) -> dict[str, Any]:
