@@ -502,6 +502,30 @@ def test_bench_search_measures_cost_per_extra_sr(toy_file: Path, tmp_path: Path,
     assert "sigma per additional SR" in capsys.readouterr().out
 
 
+def test_bench_study_claims_from_the_rows() -> None:
+    """The talks' claims read off the bench rows: FETA's removed fraction of raw simulation's (AUC - 0.5), the
+    CURTAINs-for-flows cost / AUC condition on both sides of its 0.01 margin, R-ANODE against ANODE."""
+    from anomalyhunt.commands.bench import study_claims
+
+    def row(method: str, auc: float | None = None, cost: float | None = None, sic: float | None = None) -> dict:
+        return {"method": method, "template_auc": {"median": auc}, "seconds_per_sr": cost,
+                "sic_at_0.2_lower": {"median": sic}}
+
+    claims = study_claims([row("raw-simulation", 0.64), row("feta", 0.56), row("salad", 0.60),
+                           row("curtains", 0.56, 300.0), row("curtains-f4f", 0.575, 200.0),
+                           row("curtains-f4f-light", 0.565, 200.0), row("curtains-f4f-slow", 0.52, 400.0),
+                           row("anode", sic=6.0), row("r-anode", sic=15.0)])  # fmt: skip
+    by = {c["claim"].split()[0]: c for c in claims}
+    assert by["raw"]["holds"] and by["raw"]["value"] == pytest.approx(0.64)
+    assert by["feta"]["value"] == pytest.approx(1 - 0.06 / 0.14) and by["feta"]["holds"]  # 57% removed
+    assert by["salad"]["value"] == pytest.approx(1 - 0.10 / 0.14) and not by["salad"]["holds"]  # 29%
+    assert not by["curtains-f4f"]["holds"]  # cheaper, but 0.015 above CURTAINs' AUC
+    assert by["curtains-f4f-light"]["holds"] and by["curtains-f4f-light"]["value"] == pytest.approx(2 / 3)
+    assert not by["curtains-f4f-slow"]["holds"]  # better template, dearer
+    assert by["r-anode"]["holds"] and by["r-anode"]["value"] == pytest.approx(2.5)
+    assert study_claims([row("idealized", 0.5)]) == []
+
+
 def test_drapes_scan_depth_and_seed_source(toy_file: Path, tmp_path: Path, capsys) -> None:
     """Toy background features do not depend on mjj, so barely noised sideband events are a perfect template (a
     strong search), while barely noised SR events copy the signal into the template (nothing left to find). This

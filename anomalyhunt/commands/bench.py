@@ -321,12 +321,48 @@ def cost_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def study_claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The DRAPES and SIGMA talks' claims about the methods they compare against, each as measured by this run
+    (only those whose methods ran): raw simulation as a template is visibly off (SR template AUC >= 0.58); FETA and
+    SALAD remove >= 50% of its (AUC - 0.5); CURTAINs-for-flows costs less per further SR than CURTAINs with a
+    template AUC no more than 0.01 above it; R-ANODE beats ANODE in SIC at eps_S = 0.2 (84% lower bounds)."""
+    by = {r["method"]: r for r in rows}
+
+    def med(method: str, key: str) -> float | None:
+        v = by.get(method, {}).get(key)
+        return v.get("median") if isinstance(v, dict) else v
+
+    claims = []
+    raw = med("raw-simulation", "template_auc")
+    if raw is not None:
+        claims.append({"claim": "raw simulation template AUC >= 0.58", "value": raw, "holds": raw >= 0.58})
+        for m in ("feta", "salad"):
+            auc = med(m, "template_auc")
+            if auc is not None and raw > 0.5:
+                removed = 1.0 - (auc - 0.5) / (raw - 0.5)
+                claims.append({"claim": f"{m} removes >= 50% of raw simulation's (template AUC - 0.5)",
+                               "value": removed, "holds": removed >= 0.5})  # fmt: skip
+    ref_auc, ref_cost = med("curtains", "template_auc"), med("curtains", "seconds_per_sr")
+    for m in sorted(k for k in by if k.startswith("curtains-f4f")):
+        auc, cost = med(m, "template_auc"), med(m, "seconds_per_sr")
+        if None not in (ref_auc, ref_cost, auc, cost) and ref_cost > 0:
+            claims.append({"claim": f"{m} costs less per further SR than curtains, template AUC <= curtains' + 0.01",
+                           "value": cost / ref_cost, "auc_difference": auc - ref_auc,
+                           "holds": cost < ref_cost and auc <= ref_auc + 0.01})  # fmt: skip
+    r_anode, anode = med("r-anode", "sic_at_0.2_lower"), med("anode", "sic_at_0.2_lower")
+    if r_anode is not None and anode is not None:
+        claims.append({"claim": "r-anode beats anode in SIC at eps_S = 0.2 (84% lower bound, median)",
+                       "value": r_anode / anode if anode else float("inf"), "holds": r_anode > anode})
+    return claims
+
+
 def _fraction(x: float) -> str:
     return f"1/{1 / x:.0f}" if 0 < x < 0.5 else f"{x:.2f}"
 
 
 def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
-                ratios: list[dict[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
+                ratios: list[dict[str, Any]] | None = None, notes: Sequence[str] = (),
+                claims: Sequence[dict[str, Any]] = ()) -> None:
     from rich.table import Table
 
     from ..console import console_for_tables
@@ -365,6 +401,9 @@ def print_bench(rows: list[dict[str, Any]], results: list[dict[str, Any]],
             f" target <= 1/50); with the classifier {q['total_seconds']:.1f} s vs {q['reference_total_seconds']:.1f} s"
             f" = {_fraction(q['total_ratio'])}"
         )
+    for c in claims:
+        extra = f", template AUC {c['auc_difference']:+.3f} against curtains" if "auc_difference" in c else ""
+        console.print(f"claim: {c['claim']}: {c['value']:.3f}{extra} -> {'holds' if c['holds'] else 'NOT shown'}")
     for note in notes:
         console.print(f"note: {note}")
 
@@ -393,10 +432,11 @@ def run_search_bench(args: argparse.Namespace) -> int:
         where = f"within {width:g} TeV of the SR" if width else "outside the SR"
         notes.append(f"negative control of the template AUC (data {where} moved into it as the template): "
                      f"{_fmt(control, 3)} (> 0.55: the check has power)")
-    payload = {"methods": rows, "cost_ratios": ratios, "control_template_auc": control, "extra_sr_runs": extra_results,
-               "notes": notes}
+    claims = study_claims(rows)
+    payload = {"methods": rows, "cost_ratios": ratios, "control_template_auc": control, "claims": claims,
+               "extra_sr_runs": extra_results, "notes": notes}
     Path(out, "bench.json").write_text(json.dumps(_jsonable(payload), indent=2))
-    print_bench(rows, results, ratios, notes)
+    print_bench(rows, results, ratios, notes, claims)
     return 0
 
 
