@@ -46,3 +46,24 @@ def test_ensemble_spread_covers_the_retraining_uncertainty():
     stat, ens = _pulls(300, 5, 0.05, seed=2)
     assert stat.std() > 1.5, stat.std()
     assert abs(ens.mean()) < 0.2 and 0.85 < ens.std() < 1.3, (ens.mean(), ens.std())
+
+
+def test_auto_significance_is_the_direct_count_for_the_idealized_reference_only():
+    """The hunt's default local Z (``auto``): the direct count for the idealized reference (an exact sample of the
+    SR background), the dijet fit with the mean fixed for a template method; the summary picks each method's best
+    window by its own definition, and a named definition applies to every method."""
+    import pandas as pd
+
+    from anomalyhunt.analysis.hunt import significance_for, summarize_hunt
+
+    rows = [dict(method=method, sr_lo=lo, sr_hi=lo + 0.4, efficiency=eff, z=0.0, z_fixed=zf, z_direct=zd,
+                 fitted_mean_gev=1000.0 * (lo + 0.2), limit_obs=50.0, limit_exp=40.0, max_sic=None, seconds_train=1.0,
+                 seconds_template=0.0)
+            for method in ("idealized", "cathode") for lo, zf, zd in ((3.0, 2.5, 0.4), (3.4, 0.3, 1.9))
+            for eff in (1.0, 0.01)]  # fmt: skip
+    auto = summarize_hunt(pd.DataFrame(rows)).set_index("method")
+    assert auto.loc["idealized", ["significance", "window", "z_local"]].tolist() == ["direct", "3.4-3.8", 1.9]
+    assert auto.loc["cathode", ["significance", "window", "z_local"]].tolist() == ["fit-fixed", "3-3.4", 2.5]
+    fixed = summarize_hunt(pd.DataFrame(rows), "fit-fixed").set_index("method")
+    assert fixed.loc["idealized", ["window", "z_local"]].tolist() == ["3-3.4", 2.5]
+    assert significance_for("idealized", "fit-floating") == "fit-floating"

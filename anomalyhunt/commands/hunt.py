@@ -51,9 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-on", choices=("sr", "window"), default="sr",
                    help="the classifier's data: the SR (default) or the SR and its sidebands, against the reference "
                         "sampled there too (a score that means the same across the window)")
-    p.add_argument("--significance", choices=("fit-fixed", "fit-floating", "direct"), default="fit-fixed",
-                   help="local significance: dijet fit with the Gaussian at the window centre (default; calibrated "
-                        "under background only), with its mean floating in the SR, or direct background estimation")
+    p.add_argument("--significance", choices=("auto", "fit-fixed", "fit-floating", "direct"), default="auto",
+                   help="local significance: dijet fit with the Gaussian at the window centre, with its mean floating "
+                        "in the SR, or direct background estimation; auto (default): the one background-only hunts "
+                        "showed calibrated per method (the fit with the mean fixed; direct for a truth study's "
+                        "idealized reference)")
     p.add_argument("--null-toys", type=int, default=0, metavar="N",
                    help="null pseudo-experiments per window and method from a background-only model of this data "
                         "(mjj from the dijet fit, features from a template), generators and classifiers retrained: "
