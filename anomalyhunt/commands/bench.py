@@ -714,6 +714,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
     import torch
     from rich.table import Table
 
+    from ..analysis.hunt import significance_column
     from ..analysis.hunt_calibration import calibration_values, sensitivity, summarize_calibration
     from ..analysis.injection import split_by_label
     from ..demo import CLASSIFIER_CONFIG, EFFICIENCIES, FEATURES, GENERATOR_CONFIG, SIDEBAND_WIDTH, shipped_features
@@ -776,7 +777,8 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
                 "KS p (uniform)"):  # fmt: skip
         t.add_column(col, justify="right")
     for _, r in summary.iterrows():
-        t.add_row(r.method, r.statistic, str(r.n_values), f"{r.pooled_sd:.2f}", f"{r.mean_min:+.2f} .. "
+        default = " (hunt's default)" if r.statistic == significance_column(r.method) else ""
+        t.add_row(r.method, r.statistic + default, str(r.n_values), f"{r.pooled_sd:.2f}", f"{r.mean_min:+.2f} .. "
                   f"{r.mean_max:+.2f}", f"{r['max']:.2f}", f"{r.median_global_p:.2f} ({r.n_global})",
                   f"{r.ks_p:.2f}")  # fmt: skip
     console_for_tables().print(t)
