@@ -502,6 +502,18 @@ def test_bench_search_measures_cost_per_extra_sr(toy_file: Path, tmp_path: Path,
     assert "sigma per additional SR" in capsys.readouterr().out
 
 
+def test_every_variant_configures_its_generator() -> None:
+    """Each named variant (SIGMA's interpolations, CURTAINs-for-flows' light training) builds its generator with the
+    keys it forces: a key the generator does not know would be refused here, not in an hours-long bench run."""
+    from anomalyhunt.analysis.search import VARIANTS, SearchConfig, make_search_generator
+    from anomalyhunt.models.base import GENERATORS
+
+    for name, (generator, forced) in VARIANTS.items():
+        gen = make_search_generator(SearchConfig(method=name))
+        assert isinstance(gen, GENERATORS.get(generator)), name
+        assert {k: gen.config[k] for k in forced} == forced, name
+
+
 def test_bench_study_claims_from_the_rows() -> None:
     """The talks' claims read off the bench rows: FETA's removed fraction of raw simulation's (AUC - 0.5), the
     CURTAINs-for-flows cost / AUC condition on both sides of its 0.01 margin, R-ANODE against ANODE."""
