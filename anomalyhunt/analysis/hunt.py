@@ -381,11 +381,12 @@ def global_significances(
     fit_toys: int, seed: int,
 ) -> dict[str, dict[str, Any]]:
     """Per method: the global p-value and Z of its largest local Z over windows and cuts, and how it was obtained."""
-    from .windows import hunt_fit_toys
+    from .windows import SIGNIFICANCES, hunt_fit_toys
 
     out: dict[str, dict[str, Any]] = {}
     for m in methods:
-        column, own = significance_column(m, significance), significance_for(m, significance)
+        own = significance_for(m, significance)
+        column = SIGNIFICANCES[own]
         observed = float(hunt[(hunt.method == m) & (hunt.efficiency < 1.0)][column].max())
         from_null = null.global_p(m, observed, column) if null is not None else None
         if from_null is not None:
