@@ -119,3 +119,38 @@ def test_search_pipeline_runs_constituent_drapes(particle_outputs) -> None:
     scores = details["result"].data_scores
     assert scores.shape == (len(data),) and np.isfinite(scores).all()
     assert res["auc"] is not None and res["n_test_signal"] > 0
+
+
+def test_template_fidelity_scores_a_wrong_template_and_the_sideband_control_not_a_right_one() -> None:
+    """The constituent search's template check (``template_fidelity``): one constituent feature whose mean follows
+    m_jj (like an absolute pT). A template drawn from the true SR distribution scores ~0.5 (measured 0.49-0.50 over
+    three draws); the same template shifted by half of the feature's SR spread, and data from the 0.2 TeV sidebands
+    moved into the SR, score clearly higher (measured 0.61-0.63 / 0.98 at 3,000 true SR background events)."""
+    import pandas as pd
+
+    from anomalyhunt.analysis.constituent_search import ConstituentSearchConfig, template_fidelity
+    from anomalyhunt.models.base import DISCRIMINATORS
+    from anomalyhunt.models.constituents import ConstituentData, ConstituentTemplate
+
+    rng = np.random.default_rng(0)
+
+    def events(mjj: np.ndarray, shift: float = 0.0) -> ConstituentData:
+        n = len(mjj)
+        x = rng.normal(size=(n, 2, 4, 1)) * 0.1 + (mjj - 3.5)[:, None, None, None] + shift
+        table = pd.DataFrame({"mjj": 1000 * mjj, "label": np.zeros(n, np.int64)})
+        return ConstituentData(table, x.astype(np.float32), np.ones((n, 2, 4), bool), cloud_features=("deta",))
+
+    def encode(d: ConstituentData) -> np.ndarray:
+        return d.clouds.reshape(len(d), -1)
+
+    hgb = lambda s: DISCRIMINATORS.get("hgb")(seed=s, n_ensemble=1)  # noqa: E731
+    sr = lambda n: rng.uniform(3.3, 3.7, n)  # noqa: E731
+    data, test = events(rng.uniform(2.9, 4.1, 20_000)), events(sr(3000))
+    spread = float(encode(test).mean(axis=1).std())
+    cfg = ConstituentSearchConfig(method="constituent-drapes", constituents="unused", sr=[3.3, 3.7], folds=3, seed=0)
+    right, control = template_fidelity(cfg, ConstituentTemplate(encode(events(sr(6000))), encode, hgb), data, test)
+    wrong, _ = template_fidelity(cfg, ConstituentTemplate(encode(events(sr(6000), 0.5 * spread)), encode, hgb), data,
+                                 test)  # fmt: skip
+    print(f"template AUC right {right:.3f}, shifted {wrong:.3f}, sideband control {control:.3f}")
+    assert abs(right - 0.5) < 0.03
+    assert wrong > 0.55 and control > 0.55

@@ -105,6 +105,11 @@ def bench_settings(args: argparse.Namespace) -> dict[str, Any]:
         "extra_srs": 2,
         "equal_size": True,  # the yardstick at equal reference size beside the full-size one
     }
+    if args.constituents:
+        # Every constituent method beside the feature-level idealized detector, on the same injected events.
+        from ..models.constituents import CONSTITUENT_METHODS
+
+        defaults.update(methods=["idealized", *CONSTITUENT_METHODS.names()], extra_srs=0, equal_size=False)
     if args.quick:
         defaults.update(QUICK)
         defaults["generator_config"] = {name: _quick_generator(name) for name in GENERATORS.names()}
@@ -424,6 +429,8 @@ def run_search_bench(args: argparse.Namespace) -> int:
                       progress=not args.quiet, resume=out)
     results, extra_results = results[: len(main)], results[len(main):]
     report(results, out, settings, plots=settings.get("plots", True))
+    if settings.get("constituents"):
+        return _constituent_bench(results, out, notes)
     rows = summarize_bench(results, extra_results)
     ratios = cost_ratios(rows)
     control = spread(r.get("control_template_auc") for r in results if r.get("method") == "idealized")
@@ -438,6 +445,43 @@ def run_search_bench(args: argparse.Namespace) -> int:
     Path(out, "bench.json").write_text(json.dumps(_jsonable(payload), indent=2))
     print_bench(rows, results, ratios, notes, claims)
     return 0
+
+
+def _constituent_bench(results: list[dict[str, Any]], out: str | Path, notes: list[str]) -> int:
+    """``bench search --constituents``: every method per injection side by side, and the talks' claims."""
+    from rich.table import Table
+
+    from ..analysis.constituent_bench import constituent_claims, summarize_constituents
+    from ..analysis.search import _jsonable
+    from ..console import console_for_tables
+    from .search import _fmt
+
+    ok = [r for r in results if not r.get("failed")]
+    if not ok:
+        return 1
+    rows, claims = summarize_constituents(ok), constituent_claims(ok)
+    Path(out, "bench.json").write_text(json.dumps(_jsonable({"methods": rows, "claims": claims, "notes": notes}),
+                                                  indent=2))  # fmt: skip
+    r0 = ok[0]
+    table = Table(title=f"bench search --constituents: SR {r0['sr'][0]:g}-{r0['sr'][1]:g} TeV, "
+                        f"{r0['n_data']:,} data events (median over seeds, [16%, 84%])")  # fmt: skip
+    for col in ("method", "injection", "S/sqrt(B)", "seeds", "train s", "AUC", "max SIC", "vs idealized",
+                "1/eps_B at eps_S 0.2", "template AUC", "sideband control"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["method"], row["injection"], f"{row['S/sqrt(B)']:.2f}", str(row["seeds"]),
+                      f"{row['seconds_train']:.0f}" if row["seconds_train"] is not None else "-",
+                      _fmt(row["auc"], 3), _fmt(row["max_sic"]),
+                      f"{row['ratio_to_idealized']:.2f}" if row["ratio_to_idealized"] is not None else "-",
+                      _fmt(row["rejection_at_0.2"], 1),
+                      _fmt(row["template_auc"], 3), _fmt(row["control_template_auc"], 3))  # fmt: skip
+    console = console_for_tables()
+    console.print(table)
+    for c in claims:
+        console.print(f"claim: {c['claim']}: {c['value']:.3f} -> {'holds' if c['holds'] else 'NOT shown'}")
+    for note in notes:
+        console.print(f"note: {note}")
+    return 1 if len(ok) < len(results) else 0
 
 
 register_benchmark(

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, InputError
 from .cathode import sample_sr_masses
 from .constituent_cwola import ConstituentClassifier, pack
-from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, register_method
+from .constituents import ConstituentData, ConstituentMethod, ConstituentResult, ConstituentTemplate, register_method
 from .drapes import Drapes, EDMNoiseContext, edm_loss, heun_sampler, karras_sigmas, partial_schedule
 from .nn import pick_device, seeded, train_loop
 from .preprocessing import validation_split
@@ -311,6 +311,7 @@ def score_events(
         info={"n_sr": int(sr.sum()), "n_sb": int(sb.sum()), "n_template": n_template, "seconds_classify": res.seconds,
               "seconds_fit_constituents": hist.get("seconds"), "seconds_fit_jets": gen.history["jets"].get("seconds")},
         arrays={"data_in_sr": sr, "data_in_sb": sb},
+        template=ConstituentTemplate(template, lambda d: pack(*cloud_inputs(d, features, n_const)), make),
     )  # fmt: skip
 
 
@@ -323,5 +324,6 @@ DRAPES_METHOD = register_method(
         description="constituent-level DRAPES: two-stage point-cloud template from sideband seeds, DeepSets CWoLa of "
                     "SR data against it",
         own_folds=True,
+        cloud_features_for=lambda c: tuple(c["features"]),
     )
 )

@@ -147,6 +147,17 @@ class ConstituentData:
 
 
 @dataclass
+class ConstituentTemplate:
+    """A template method's SR background template, in the inputs of its own classifier, for truth studies of its
+    fidelity: ``events`` the template, ``encode`` turns other events into the same inputs, ``classifier`` makes the
+    method's classifier for a seed (so that a fidelity check uses the classifier the method itself uses)."""
+
+    events: np.ndarray
+    encode: Callable[["ConstituentData"], np.ndarray]
+    classifier: Callable[[int], Any]
+
+
+@dataclass
 class ConstituentResult:
     """What a constituent-level method returns.
 
@@ -162,6 +173,8 @@ class ConstituentResult:
     held_out_scores: np.ndarray | None = None
     #: Per-event arrays for plots (e.g. per-jet scores, TNT's selections), keyed ``test_*`` / ``data_*``; not JSON.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: A template method's template (:class:`ConstituentTemplate`), for the search's template-fidelity check.
+    template: ConstituentTemplate | None = None
 
 
 @dataclass(frozen=True)
@@ -184,10 +197,18 @@ class ConstituentMethod:
     #: Inputs needed under a given (resolved) configuration, when that depends on it; ``needs`` otherwise.
     needs_for: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
     own_folds: bool = False
+    #: Constituent features it reads under a given (resolved) configuration, when not the boost-invariant default.
+    cloud_features_for: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
 
     def inputs(self, config: dict[str, Any] | None = None, preset: str | None = None) -> tuple[str, ...]:
         """The inputs (``"clouds"``, ``"images"``, ``"features"``) this method reads with this configuration."""
         return self.needs if self.needs_for is None else self.needs_for(self.config(config, preset))
+
+    def cloud_features(self, config: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The constituent features to load for this method with this (resolved) configuration."""
+        if self.cloud_features_for is None:
+            return BOOST_INVARIANT_FEATURES
+        return tuple(dict.fromkeys((*BOOST_INVARIANT_FEATURES, *self.cloud_features_for(self.config(config)))))
 
     def config(self, config: dict[str, Any] | None = None, preset: str | None = None) -> dict[str, Any]:
         """Defaults, updated by ``presets[preset]`` and then ``config``; unknown keys raise ``ConfigError``."""
