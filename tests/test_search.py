@@ -546,7 +546,7 @@ def test_bench_constituent_claims_from_the_runs() -> None:
 
     def run(method: str, seed: int, z: float, **metrics: float) -> dict:
         ae = metrics.pop("ae", None)
-        refs = {"ae": {"auc": ae}} if ae is not None else {}
+        refs = {"ae_scores": {"auc": ae}} if ae is not None else {}
         return {"method": method, "seed": seed, "injection": f"S/sqrt(B)={z:g}", "S/sqrt(B)": z,
                 "reference_scores": refs, **metrics}
 
@@ -568,7 +568,7 @@ def test_bench_constituent_claims_from_the_runs() -> None:
     # Without signal-free runs of the same seeds there is nothing to subtract: no TNT claim.
     assert not [c for c in constituent_claims(tnt[:5]) if c["claim"].startswith("tnt")]
     rows = {(r["method"], r["injection"]): r for r in summarize_constituents(tnt)}
-    assert rows[("tnt: ae", "S/sqrt(B)=3")]["auc"]["median"] == pytest.approx(0.84)
+    assert rows[("tnt: ae_scores", "S/sqrt(B)=3")]["auc"]["median"] == pytest.approx(0.84)
     assert rows[("tnt", "S/sqrt(B)=0")]["seeds"] == 5
 
 

@@ -29,8 +29,8 @@ def _signal(r: dict[str, Any]) -> float:
 
 def summarize_constituents(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (method, injection) and per reference score of a method (TNT's starting autoencoder as
-    ``tnt: ae``): seeds, S/sqrt(B), :data:`KEYS` over seeds, training seconds, and the median max SIC over that of
-    the idealized detector at the same injection (``ratio_to_idealized``)."""
+    ``tnt: ae_scores``): seeds, S/sqrt(B), :data:`KEYS` over seeds, training seconds, and the median max SIC over
+    that of the idealized detector at the same injection (``ratio_to_idealized``)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["method"], str(r.get("injection"))), []).append(r)
@@ -54,7 +54,7 @@ def _by_seed(results: Iterable[dict[str, Any]], method: str) -> dict[tuple[str, 
     return {(str(r.get("injection")), int(r["seed"])): r for r in results if r["method"] == method}
 
 
-def tnt_signal_gain(results: list[dict[str, Any]], reference: str = "ae") -> list[dict[str, Any]]:
+def tnt_signal_gain(results: list[dict[str, Any]], reference: str = "ae_scores") -> list[dict[str, Any]]:
     """Per injection with signal: per seed, TNT's AUC gain over its starting autoencoder minus the same gain in the
     run of that seed without signal; mean, standard error, and how many standard errors above zero."""
     runs = _by_seed(results, "tnt")

@@ -331,10 +331,11 @@ def score_events(
     train = data.subset(_train_mask(data, regions, conf["train_on"]))
     ae, per_jet = fit_jet_autoencoder(train, conf, seed, progress)
     ref = per_jet(train)
-    data_err, test_err = per_jet(data), per_jet(test)
+    # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
+    data_err, test_err = (per_jet(data) if held_out is None else None), per_jet(test)
     return ConstituentResult(
         test_scores=combine_jet_scores(_jet_ranks(ref, test_err), conf["combine"]),
-        data_scores=combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
+        data_scores=None if data_err is None else combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
         held_out_scores=None if held_out is None else combine_jet_scores(_jet_ranks(ref, per_jet(held_out)),
                                                                          conf["combine"]),  # fmt: skip
         info={
@@ -342,7 +343,7 @@ def score_events(
             "train_seconds": ae.history.get("seconds"),
             "best_epoch": ae.history.get("best_epoch"),
         },
-        arrays={"test_jet_errors": test_err, "data_jet_errors": data_err},
+        arrays={"test_jet_errors": test_err, **({} if data_err is None else {"data_jet_errors": data_err})},
     )
 
 

@@ -337,9 +337,10 @@ def score_events(
     model = CLRModel(**model_conf, seed=seed, progress=progress).fit(x, m)
     z_train, jet_train = _event_rep(model, train, n)
     z_test, jet_test = _event_rep(model, test, n)
-    z_data, jet_data = _event_rep(model, data, n)
+    # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
+    z_data, jet_data = _event_rep(model, data, n) if held_out is None else (None, None)
     norm_test = combine_jet_scores(_jet_ranks(jet_train, jet_test), conf["combine"])
-    norm_data = combine_jet_scores(_jet_ranks(jet_train, jet_data), conf["combine"])
+    norm_data = None if jet_data is None else combine_jet_scores(_jet_ranks(jet_train, jet_data), conf["combine"])
     z_held, jet_held = _event_rep(model, held_out, n) if held_out is not None else (None, None)
     held = None if held_out is None else combine_jet_scores(_jet_ranks(jet_train, jet_held), conf["combine"])
     info: dict[str, Any] = {
@@ -357,7 +358,7 @@ def score_events(
             epochs=conf["ae_epochs"], latent=conf["ae_latent"], hidden=conf["ae_hidden"], seed=seed,
             device=conf["device"],
         ).fit(z_train)  # fmt: skip
-        test_scores, data_scores = ae.score(z_test), ae.score(z_data)
+        test_scores, data_scores = ae.score(z_test), (None if z_data is None else ae.score(z_data))
         held = None if held_out is None else ae.score(z_held)
         arrays["test_ae_scores"] = test_scores
     y = test.label

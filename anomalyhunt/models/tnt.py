@@ -252,7 +252,9 @@ def score_events(
     train = data.subset(in_window)
     classifiers, record = tag_n_train(train, conf, seed, progress)
     ref = _classifier_scores(classifiers, train, conf)
-    test_jets, data_jets = _classifier_scores(classifiers, test, conf), _classifier_scores(classifiers, data, conf)
+    test_jets = _classifier_scores(classifiers, test, conf)
+    # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
+    data_jets = _classifier_scores(classifiers, data, conf) if held_out is None else None
     ae_ref = record["ae_train_errors"]
     ae_test = record["ae_per_jet"](test)
     last = record["iterations"][-1]
@@ -274,12 +276,12 @@ def score_events(
         held = combine_jet_scores(_jet_ranks(ref, _classifier_scores(classifiers, held_out, conf)), conf["combine"])
     return ConstituentResult(
         test_scores=combine_jet_scores(_jet_ranks(ref, test_jets), conf["combine"]),
-        data_scores=combine_jet_scores(_jet_ranks(ref, data_jets), conf["combine"]),
+        data_scores=None if data_jets is None else combine_jet_scores(_jet_ranks(ref, data_jets), conf["combine"]),
         held_out_scores=held,
         info=info,
         arrays={
             "test_jet_scores": test_jets,
-            "data_jet_scores": data_jets,
+            **({} if data_jets is None else {"data_jet_scores": data_jets}),
             "test_ae_scores": combine_jet_scores(_jet_ranks(ae_ref, ae_test), conf["combine"]),
             "data_in_window": in_window,
             "train_selected_for_light": _selection(len(train), *last["labelled_light"]),
