@@ -124,8 +124,9 @@ def test_search_pipeline_runs_constituent_drapes(particle_outputs) -> None:
 def test_template_fidelity_scores_a_wrong_template_and_the_sideband_control_not_a_right_one() -> None:
     """The constituent search's template check (``template_fidelity``): one constituent feature whose mean follows
     m_jj (like an absolute pT). A template drawn from the true SR distribution scores ~0.5 (measured 0.49-0.50 over
-    three draws); the same template shifted by half of the feature's SR spread, and data from the 0.2 TeV sidebands
-    moved into the SR, score clearly higher (measured 0.61-0.63 / 0.98 at 3,000 true SR background events)."""
+    three draws); the same template shifted by half of the feature's SR spread, and data from the sidebands (all
+    masses outside the SR) moved into the SR, score clearly higher (measured 0.61-0.63 / 0.98 at 3,000 true SR
+    background events)."""
     import pandas as pd
 
     from anomalyhunt.analysis.constituent_search import ConstituentSearchConfig, template_fidelity

@@ -264,15 +264,16 @@ def template_fidelity(
 ) -> tuple[float, float]:
     """(template AUC, its negative control) with the method's own classifier, in a k-fold against the true SR
     background of the test set, as many template events as true ones (as the feature-level
-    :func:`~.search.template_fidelity`). The control: data from CWoLa hunting's sidebands (``cwola_sideband_width``
-    either side of the SR) moved unchanged into the SR; a check with power scores it clearly above 0.5 (with
+    :func:`~.search.template_fidelity`). The control: data from the generator's sidebands (``sideband_width``;
+    all masses outside the SR by default), where a partial-diffusion template takes its seeds, moved unchanged into
+    the SR: the template without its transport. A check with power scores it clearly above 0.5 (with
     boost-invariant constituent inputs it may not: the sidebands then differ little from the SR)."""
     from .fidelity import template_auc
 
     truth = template.encode(test.subset(test.label == 0))
     rng = np.random.default_rng(_sub_seed(cfg.seed, 19))
     sub = template.events[np.sort(rng.permutation(len(template.events))[: len(truth)])]
-    sb = np.flatnonzero(Regions(cfg.sr, cfg.cwola_sideband_width, cfg.scan).sb_mask(data.mjj))
+    sb = np.flatnonzero(Regions(cfg.sr, cfg.sideband_width, cfg.scan).sb_mask(data.mjj))
     control = template.encode(data.subset(np.sort(np.random.default_rng(_sub_seed(cfg.seed, 23)).permutation(sb)[
         : len(truth)])))
     return tuple(template_auc(x, truth, classifier=template.classifier, folds=cfg.folds, seed=_sub_seed(cfg.seed, 17))
