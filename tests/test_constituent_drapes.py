@@ -155,3 +155,19 @@ def test_template_fidelity_scores_a_wrong_template_and_the_sideband_control_not_
     print(f"template AUC right {right:.3f}, shifted {wrong:.3f}, sideband control {control:.3f}")
     assert abs(right - 0.5) < 0.03
     assert wrong > 0.55 and control > 0.55
+
+
+def test_absolute_pt_input_is_the_relative_pt_times_the_jet_pt() -> None:
+    """``absolute_pt``: the classifier's extra channel is log_pt_rel + log(jet pT), per jet, zero where padded."""
+    from anomalyhunt.models.constituent_drapes import classifier_inputs
+
+    clouds, mask, jets, _ = _toy(20)
+    out = classifier_inputs(clouds, mask, jets, ("deta", "dphi", "log_pt_rel"), absolute_pt=True)
+    assert out.shape == (*clouds.shape[:-1], 5)  # three features, log pT, mask
+    want = clouds[..., 2] + np.log(jets[:, :, None, 0])
+    np.testing.assert_allclose(out[..., 3][mask], want[mask], rtol=1e-6)
+    assert not out[..., 3][~mask].any()
+    assert np.array_equal(classifier_inputs(clouds, mask, jets, ("deta", "dphi", "log_pt_rel"), False),
+                          out[..., [0, 1, 2, 4]])  # fmt: skip
+    with pytest.raises(ConfigError, match="log_pt_rel"):
+        classifier_inputs(clouds[..., :2], mask, jets, ("deta", "dphi"), absolute_pt=True)

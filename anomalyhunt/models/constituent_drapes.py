@@ -16,7 +16,9 @@ conditioned on the jet's pT and mass. Here, CPU-sized:
   denoised given the new jet (pT, mass). A jet keeps its seed's multiplicity; jets are re-ordered by mass when the
   new masses swap them.
 
-The generated constituent features are ``features`` (default ``deta dphi log_pt_rel``, boost invariant);
+The generated constituent features are ``features`` (default ``deta dphi log_pt_rel``, boost invariant; with
+``absolute_pt`` the classifier also reads each constituent's log pT from log_pt_rel and its jet's pT, the template's
+from stage 1, so that the momentum scale, which follows m_jj, is checked too);
 ``constituent-drapes`` then separates the SR data from the template with the DeepSets classifier of
 ``constituent-cwola`` (the talk's discriminator: both jets through one network, summed, then an MLP) in a k-fold.
 """
@@ -243,6 +245,9 @@ class ConstituentDrapes:
 
 DRAPES_DEFAULTS: dict[str, Any] = {
     "features": ("deta", "dphi", "log_pt_rel"),
+    # The classifier also reads each constituent's absolute log pT, log_pt_rel + log(jet pT / TeV), with the jet pT
+    # of the template's stage 1 (moved to the SR mass) and of the data events' own jets.
+    "absolute_pt": False,
     "n_constituents": 30,
     "oversample": 4,
     "kde_bandwidth": None,
@@ -259,6 +264,18 @@ def cloud_inputs(data: ConstituentData, features: tuple[str, ...], n_constituent
     idx = [data.feature_index(f) for f in features]
     n = min(int(n_constituents), data.clouds.shape[2])
     return data.clouds[:, :, :n][..., idx], data.mask[:, :, :n]
+
+
+def classifier_inputs(clouds: np.ndarray, mask: np.ndarray, jets: np.ndarray, features: tuple[str, ...],
+                      absolute_pt: bool) -> np.ndarray:
+    """:func:`~.constituent_cwola.pack` of the clouds, with ``absolute_pt`` a last feature log_pt_rel + log(jet pT)
+    (``jets``: (n, 2, 2) pT and mass in TeV): the momentum scale the boost-invariant features leave out."""
+    if absolute_pt:
+        if "log_pt_rel" not in features:
+            raise ConfigError(f"constituent-drapes absolute_pt needs log_pt_rel among the features, got {features}")
+        log_pt = clouds[..., features.index("log_pt_rel")] + np.log(jets[:, :, None, 0])
+        clouds = np.concatenate([clouds, log_pt[..., None].astype(clouds.dtype)], axis=-1)
+    return pack(clouds, mask)
 
 
 def score_events(
@@ -290,11 +307,16 @@ def score_events(
     gen.fit(clouds[sb], mask[sb], jet_kinematics(data)[sb], data.mjj[sb])
     n_template = int(round(float(conf["oversample"]) * sr.sum()))
     m_template = sample_sr_masses(data.mjj[sr], n_template, seed, conf["kde_bandwidth"])
-    t_clouds, t_mask, _ = gen.sample(m_template, seed)
-    template = pack(t_clouds, t_mask)
-    packed = pack(clouds, mask)
+    t_clouds, t_mask, t_jets = gen.sample(m_template, seed)
+    absolute = bool(conf["absolute_pt"])
+    template = classifier_inputs(t_clouds, t_mask, t_jets, features, absolute)
+
+    def encode(d: ConstituentData) -> np.ndarray:
+        return classifier_inputs(*cloud_inputs(d, features, n_const), jet_kinematics(d), features, absolute)
+
+    packed = encode(data)
     other = ~sr
-    x_eval = np.concatenate([pack(*cloud_inputs(test, features, n_const)), packed[other]])
+    x_eval = np.concatenate([encode(test), packed[other]])
     clf_conf = {k[4:]: v for k, v in conf.items() if k.startswith("clf_")}
 
     def make(s: int) -> ConstituentClassifier:
@@ -311,7 +333,7 @@ def score_events(
         info={"n_sr": int(sr.sum()), "n_sb": int(sb.sum()), "n_template": n_template, "seconds_classify": res.seconds,
               "seconds_fit_constituents": hist.get("seconds"), "seconds_fit_jets": gen.history["jets"].get("seconds")},
         arrays={"data_in_sr": sr, "data_in_sb": sb},
-        template=ConstituentTemplate(template, lambda d: pack(*cloud_inputs(d, features, n_const)), make),
+        template=ConstituentTemplate(template, encode, make),
     )  # fmt: skip
 
 
