@@ -14,7 +14,8 @@ conditioned on the jet's pT and mass. Here, CPU-sized:
   denoise" on both levels): a sideband event's jet kinematics are noised to ``jet_sigma_prime`` and denoised at an
   SR mass drawn from a KDE of the SR data's m_jj; then its jets' constituents are noised to ``sigma_prime`` and
   denoised given the new jet (pT, mass). A jet keeps its seed's multiplicity; jets are re-ordered by mass when the
-  new masses swap them.
+  new masses swap them. With ``seed_jets="nearest"`` each new jet's constituents come instead from the sideband jet
+  of its kind nearest in (log pT, log mass), so that multiplicity and shape go with the new jet.
 
 The generated constituent features are ``features`` (default ``deta dphi log_pt_rel``, boost invariant; with
 ``absolute_pt`` the classifier also reads each constituent's log pT from log_pt_rel and its jet's pT, the template's
@@ -97,7 +98,7 @@ class ConstituentDrapes:
         p_mean=-1.2, p_std=1.2, n_steps=25, sigma_prime=2.24, epochs=20, batch_size=256, lr=2e-3, weight_decay=0.0,
         patience=None, scheduler="cosine", val_fraction=0.1, sample_batch=4096,
         # Stage 1: the feature-level DRAPES of the jets' (pT, mass), partial diffusion from the same sigma'.
-        jet_epochs=30, jet_sigma_prime=2.24, jet_config={},
+        jet_epochs=30, jet_sigma_prime=2.24, jet_config={}, seed_jets="event",
         device="auto", seed=0, progress=False,
     )  # fmt: skip
 
@@ -106,6 +107,8 @@ class ConstituentDrapes:
         if unknown:
             raise ConfigError(f"constituent drapes: unknown config key(s) {unknown}; known: {sorted(self.DEFAULTS)}")
         self.config = {**self.DEFAULTS, **config}
+        if self.config["seed_jets"] not in ("event", "nearest"):
+            raise ConfigError(f"constituent drapes: seed_jets={self.config['seed_jets']!r}: use event or nearest")
         for key in ("sigma_prime", "jet_sigma_prime"):
             if not 0 < float(self.config[key]) <= float(self.config["sigma_max"]):
                 raise ConfigError(f"constituent drapes: {key} must be in (0, sigma_max], got {self.config[key]!r}")
@@ -210,7 +213,22 @@ class ConstituentDrapes:
         swap = jets[:, 0, 1] > jets[:, 1, 1]  # keep jet 0 the lighter, as in the data
         for arr in (jets, z, mask):
             arr[swap] = arr[swap][:, ::-1]
+        if self.config["seed_jets"] == "nearest":
+            z, mask = self._nearest_seed_jets(jets)
         return self._denoise(z, mask, jets, seed + 1), mask, jets
+
+    def _nearest_seed_jets(self, jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per new jet, the constituents of the sideband jet of the same kind (lighter / heavier) nearest in
+        (log pT, log mass): the seed then carries a multiplicity and shape that go with the new jet."""
+        from scipy.spatial import cKDTree
+
+        z_pool, mask_pool, jets_pool, _ = self.seeds
+        z = np.empty((len(jets), *z_pool.shape[1:]), z_pool.dtype)
+        mask = np.empty((len(jets), *mask_pool.shape[1:]), bool)
+        for j in (0, 1):
+            _, nearest = cKDTree(np.log(jets_pool[:, j])).query(np.log(np.maximum(jets[:, j], 1e-6)), k=1)
+            z[:, j], mask[:, j] = z_pool[nearest, j], mask_pool[nearest, j]
+        return z, mask
 
     @torch.no_grad()
     def perturb_constituents(self, clouds: np.ndarray, mask: np.ndarray, jets: np.ndarray,
