@@ -365,5 +365,9 @@ DRAPES_METHOD = register_method(
                     "SR data against it",
         own_folds=True,
         cloud_features_for=lambda c: tuple(c["features"]),
+        # The configuration whose template passes the truth check with a control that has power (README): stage 1
+        # by full diffusion, each jet seeded by its nearest sideband jet, barely noised, the momentum scale checked.
+        presets={"nearest-seeds": {"jet_sigma_prime": 80.0, "seed_jets": "nearest", "sigma_prime": 0.3,
+                                   "absolute_pt": True}},
     )
 )
