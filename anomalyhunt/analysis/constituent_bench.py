@@ -16,7 +16,7 @@ import numpy as np
 
 from .metrics import spread
 
-__all__ = ["constituent_claims", "summarize_constituents"]
+__all__ = ["constituent_claims", "summarize_constituents", "tnt_signal_gain"]
 
 #: Metrics summarised per method and injection (median and 16-84% over seeds).
 KEYS = ("auc", "max_sic", "rejection_at_0.2", "template_auc", "control_template_auc")
