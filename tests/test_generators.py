@@ -350,6 +350,22 @@ def test_sigma_interpolations_on_toy() -> None:
     for how in ("velocity", "layer"):
         np.testing.assert_allclose(model.sample(at_m1, region=region, seed=5, interpolation=how), plain, atol=1e-5)
 
+    # sideband_nodes="centred": an event outside the SR is sampled as the centre of an SR of the same width around
+    # it (the SR's masses moved with it); SR events as before; moved masses off the training range keep the SR's.
+    narrow, inside, outside = (1.95, 2.05), np.full(50, 2.0), np.full(50, 2.12)
+    model.config["sideband_nodes"] = "centred"
+    centred = model.sample(np.r_[inside, outside], region=narrow, seed=6)
+    far = model.sample(np.full(50, 1.02), region=narrow, seed=6)
+    model.config["sideband_nodes"] = "sr"
+    np.testing.assert_allclose(centred[:50], model.sample(np.r_[inside, outside], region=narrow, seed=6)[:50],
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(centred[50:], model.sample(np.r_[inside, outside], region=(2.07, 2.17), seed=6)[50:],
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(far, model.sample(np.full(50, 1.02), region=narrow, seed=6), atol=1e-5)
+    assert not np.allclose(centred[50:], model.sample(np.r_[inside, outside], region=narrow, seed=6)[50:], atol=1e-3)
+    with pytest.raises(ConfigError, match="sideband_nodes"):
+        Sigma(sideband_nodes="local")
+
     with pytest.raises(InputError, match="signal region"):
         Sigma(**TOY_NET).fit(x[:500], m[:500]).sample(target[:10])
     # Chosen masses must lie outside the SR, on both sides of it; two or four by rule.
@@ -411,6 +427,14 @@ def test_sigma_ode_velocity_is_the_defined_field() -> None:
             for how in ("velocity", "layer", "context"):
                 fast = field.ode_velocity(how, s, nodes, weights)(x, 0.37)
                 torch.testing.assert_close(fast, field.interpolated(x, t, nodes, weights, how), atol=1e-5, rtol=1e-5)
+        # each event its own nodes: row i the field with nodes[i] shared
+        own = torch.as_tensor([0.1, 0.2, 0.8, 0.9]) + 0.1 * torch.rand(50, 1)
+        weights = torch.as_tensor(np.stack([lagrange_weights([0.5], n)[0] for n in own.numpy()]), dtype=torch.float32)
+        for how in ("velocity", "layer", "context"):
+            fast = field.ode_velocity(how, s, own, weights)(x, 0.37)
+            for i in (0, 17, 49):
+                one = field.interpolated(x[i : i + 1], t[:1], own[i].tolist(), weights[i : i + 1], how)
+                torch.testing.assert_close(fast[i : i + 1], one, atol=1e-5, rtol=1e-5)
     # Two masses: the talk's xi = (m2 - m) / (m2 - m1) and 1 - xi; four: the cubic through them (exact on m^3).
     m = np.linspace(0.3, 0.7, 5)
     np.testing.assert_allclose(lagrange_weights(m, [0.2, 0.8]), np.column_stack([(0.8 - m) / 0.6, (m - 0.2) / 0.6]))

@@ -71,8 +71,8 @@ class VelocityField(nn.Module):
         """The field for a mass interpolated from the scaled masses ``nodes`` with weights ``weights`` (n, K), see
         module doc. The definition; :meth:`ode_velocity` evaluates the same field faster for an ODE."""
         bt = self.beta(t)
-        alphas = [self.alpha(torch.full((len(x),), float(v), device=x.device)) for v in nodes]
-        w = [weights[:, i : i + 1] for i in range(len(nodes))]
+        alphas = self._node_alphas(nodes, len(x), x.device)
+        w = [weights[:, i : i + 1] for i in range(weights.shape[1])]
         contexts = [torch.cat([a, bt], dim=-1) for a in alphas]
         if how == "velocity":
             return sum(wi * self.net(x, c) for wi, c in zip(w, contexts))
@@ -82,11 +82,19 @@ class VelocityField(nn.Module):
             return self.net(x, torch.cat([sum(wi * a for wi, a in zip(w, alphas)), bt], dim=-1))
         raise ValueError(f"unknown interpolation {how!r}; use one of {INTERPOLATIONS}")
 
+    def _node_alphas(self, nodes: Sequence[float] | Tensor, n: int, device: torch.device) -> list[Tensor]:
+        """``alpha`` at each node, one (n, d) tensor per node: ``nodes`` K scaled masses shared by all events, or
+        an (n, K) tensor, each event's own."""
+        if isinstance(nodes, Tensor) and nodes.ndim == 2:
+            return [self.alpha(nodes[:, i]) for i in range(nodes.shape[1])]
+        return [self.alpha(torch.full((n,), float(v), device=device)) for v in nodes]
+
     def ode_velocity(
-        self, how: str, s: Tensor, nodes: Sequence[float] | None = None, weights: Tensor | None = None
+        self, how: str, s: Tensor, nodes: Sequence[float] | Tensor | None = None, weights: Tensor | None = None
     ) -> Callable[[Tensor, float], Tensor]:
         """``v(x, t)`` for events at scaled masses ``s`` (``how="none"``) or interpolated from the scaled masses
-        ``nodes`` with weights ``weights`` (n, K): the field of :meth:`forward` / :meth:`interpolated`.
+        ``nodes`` (K shared, or (n, K) per event) with weights ``weights`` (n, K): the field of :meth:`forward` /
+        :meth:`interpolated`.
 
         The mass embedding enters every layer linearly and is fixed along an event's path, so its layer terms are
         computed once here; an ODE step then costs only the part that depends on x (and one row for the time).
@@ -100,9 +108,13 @@ class VelocityField(nn.Module):
             if how == "layer":
                 ones = torch.ones(len(s), device=s.device)
                 return lambda x, t: self.interpolated(x, t * ones, nodes, weights, how)
-            alphas = self.alpha(torch.as_tensor([float(v) for v in nodes], device=s.device))  # (K, d)
-            embeddings = [weights @ alphas] if how == "context" else [a.reshape(1, -1) for a in alphas]
-            w = [weights[:, i : i + 1] for i in range(len(nodes))]
+            w = [weights[:, i : i + 1] for i in range(weights.shape[1])]
+            if isinstance(nodes, Tensor) and nodes.ndim == 2:
+                alphas = self._node_alphas(nodes, len(s), s.device)
+                embeddings = [sum(wi * a for wi, a in zip(w, alphas))] if how == "context" else alphas
+            else:
+                alphas = self.alpha(torch.as_tensor([float(v) for v in nodes], device=s.device))  # (K, d)
+                embeddings = [weights @ alphas] if how == "context" else [a.reshape(1, -1) for a in alphas]
         mass = [self.net.context_terms(a) for a in embeddings]
 
         def velocity(x: Tensor, t: float) -> Tensor:
@@ -186,6 +198,12 @@ class Sigma(TemplateGenerator):
         interp_points=4,
         interp_offset=1.0,
         interp_spacing=1.0,
+        # Masses outside the SR (a classifier trained across SR and sidebands asks for them): "sr" -- the SR's own
+        # polynomial, exact at its masses, so the interpolation error is zero there and largest inside the SR;
+        # "centred" -- each event's field interpolated from the SR's pattern of masses moved to be centred on it, so
+        # every mass carries the same kind of interpolation error and a classifier cannot find the SR by it
+        # (events whose moved masses leave the training masses keep the SR's).
+        sideband_nodes="sr",
         sr=None,
         mask_sr=False,
         solver="midpoint",
@@ -221,6 +239,8 @@ class Sigma(TemplateGenerator):
         for key in ("interp_offset", "interp_spacing"):
             if not float(self.config[key]) > 0:
                 raise ConfigError(f"sigma: {key} must be > 0 (SR widths), got {self.config[key]!r}")
+        if self.config["sideband_nodes"] not in ("sr", "centred"):
+            raise ConfigError(f"sigma: sideband_nodes must be 'sr' or 'centred', got {self.config['sideband_nodes']!r}")
         if self.config["interp_points"] not in (2, 4):
             raise ConfigError(f"sigma: interp_points must be 2 (linear) or 4 (cubic), got "
                               f"{self.config['interp_points']!r}")
@@ -353,6 +373,22 @@ class Sigma(TemplateGenerator):
                                              f"{lo:g}-{hi:g} and on both sides of it")  # fmt: skip
         return tuple(nodes)
 
+    def _centred_nodes(self, m: np.ndarray, region: tuple[float, float], masses: Sequence[float],
+                       ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Per event (n, K) node masses and Lagrange weights for ``sideband_nodes="centred"``: events in the SR use
+        the SR's ``masses``; an event outside it uses the same masses moved by its distance from the SR centre, so
+        it sits among them as the SR centre does (its weights are the centre's)."""
+        lo, hi = region
+        centre, masses = 0.5 * (lo + hi), np.asarray(masses, dtype=np.float64)
+        node_m = np.broadcast_to(masses, (len(m), len(masses))).copy()
+        weights = lagrange_weights(m, masses)
+        moved = m[:, None] + (masses - centre)[None, :]
+        m_lo, m_hi = self._m_range
+        use = ((m < lo) | (m >= hi)) & (moved.min(axis=1) >= m_lo) & (moved.max(axis=1) <= m_hi)
+        node_m[use] = moved[use]
+        weights[use] = lagrange_weights(np.array([centre]), masses)
+        return node_m, weights
+
     @torch.no_grad()
     def sample(
         self, m: np.ndarray, *, region: tuple[float, float] | None = None, seed: int = 0,
@@ -376,9 +412,15 @@ class Sigma(TemplateGenerator):
             region = region if region is not None else c["sr"]
             if region is None:
                 raise InputError("sigma.sample", f"interpolation {how!r} needs the signal region (region=(lo, hi))")
-            masses = self.interpolation_masses(self._region(region, "sigma.sample"))
-            weights = torch.as_tensor(lagrange_weights(m, masses), dtype=torch.float32, device=dev)
-            nodes = [float(v) for v in self._scale_mass(np.array(masses))]
+            lo, hi = self._region(region, "sigma.sample")
+            masses = self.interpolation_masses((lo, hi))
+            if c["sideband_nodes"] == "centred":
+                node_m, w_np = self._centred_nodes(m, (lo, hi), masses)
+                nodes = torch.as_tensor(self._scale_mass(node_m), dtype=torch.float32, device=dev)
+            else:
+                w_np = lagrange_weights(m, masses)
+                nodes = [float(v) for v in self._scale_mass(np.array(masses))]
+            weights = torch.as_tensor(w_np, dtype=torch.float32, device=dev)
         out = torch.empty(len(m), self._n_features, device=dev)
         member = torch.arange(len(m), device=dev) % len(self._fields)
         bs = int(c["sample_batch"])
@@ -387,7 +429,8 @@ class Sigma(TemplateGenerator):
                 idx = torch.nonzero(member == k).reshape(-1)
                 for i in range(0, len(idx), bs):
                     p = idx[i : i + bs]
-                    vel = field.ode_velocity(how, s[p], nodes, None if weights is None else weights[p])
+                    own = nodes[p] if isinstance(nodes, Tensor) else nodes
+                    vel = field.ode_velocity(how, s[p], own, None if weights is None else weights[p])
                     x0 = torch.randn(len(p), self._n_features, device=dev)
                     out[p] = integrate_ode(vel, x0, int(c["n_steps"]), c["solver"])
         return self._pre.inverse_transform(out.cpu().double().numpy())
