@@ -233,6 +233,13 @@ def test_null_study_resumes_and_calibrates_the_global_p_value(small_tables, tmp_
     assert cli(args) == 0  # a re-run resumes: nothing recomputed, nothing doubled
     assert "3 (sample, method) hunts already" in capsys.readouterr().out
     assert (study / "tasks.jsonl").read_text() == first
+    # the summary of one window (as for a method calibrated only above the turn-on) from the same values
+    assert cli([*args, "--summary-sr", "3.9:4.3"]) == 0
+    (one,) = [r for r in json.loads((study / "summary_3.9-4.3.json").read_text()) if r["statistic"] == "z_fixed"]
+    values = [r["z_fixed"] for line in first.splitlines() for r in json.loads(line)["rows"] if r["sr_lo"] == 3.9]
+    assert one["n_values"] == len(values) == 6 and one["max"] == pytest.approx(max(values))
+    assert cli([*args, "--summary-sr", "3.0:3.4"]) == 1
+    assert "not windows of this study" in capsys.readouterr().err
     assert cli([*args[:-2], "--seed", "5", "--out", str(study)]) == 1  # another study into the same OUT
     assert "holds a calibration study with other settings" in capsys.readouterr().err
 
@@ -364,6 +371,20 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
     assert config["config"]["template_ensemble"] == 2
 
 
+def test_report_notes_sigma_windows_interpolated_from_the_trigger_turn_on():
+    """SIGMA's default masses for 3.0-3.4 TeV are 2.2 / 2.6 / 3.8 / 4.2 TeV: the nearest below, 2.6, lies in a turn-on
+    ending at 2.8 TeV (background-only local Z means -3.5 there, README); 3.4-3.8 TeV (nearest below 3.0) is not
+    flagged, nor another method, nor masses the analyst moved above the turn-on."""
+    from anomalyhunt.commands.hunt import turn_on_note
+
+    windows = [(3.0, 3.4), (3.4, 3.8), (3.8, 4.2)]
+    note = turn_on_note(["cathode", "sigma"], windows, 2.8)
+    assert len(note) == 1 and "SR 3-3.4 TeV from 2.6 TeV" in note[0] and "3.4-3.8" not in note[0]
+    assert turn_on_note(["cathode"], windows, 2.8) == []
+    assert turn_on_note(["sigma"], windows, 2.6) == []
+    assert turn_on_note(["sigma"], windows[:1], 2.8, {"sigma": {"interp_masses": [2.8, 2.9, 3.8, 4.2]}}) == []
+
+
 def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_path):
     """A large hunt with inputs that change with mjj, the classifier trained on the SR, no null pseudo-experiments
     of its own data and a method not measured calibrated at full size (or trained more lightly than its default)
@@ -379,9 +400,11 @@ def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_pat
     assert "of sigma, lacathode" in dispersion_note(["mj1"], 245_000, None, "sr", ["cathode", "sigma", "lacathode"],
                                                     {})[0]  # not measured at full size with these inputs
     assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "window", ["cathode"], light) == []  # 1.19
-    # SIGMA trained across the window is not calibrated either (README): the note stays.
+    # SIGMA trained across the window is calibrated with its sideband masses interpolated as the SR centre (the
+    # default), not with the SR's own polynomial (README: 1.0 against 1.44)
+    assert dispersion_note(["mj1"], 245_000, None, "window", ["cathode", "sigma"], {}) == []
     assert "of sigma with the classifier trained on SR and sidebands" in dispersion_note(
-        ["mj1"], 245_000, None, "window", ["cathode", "sigma"], {})[0]
+        ["mj1"], 245_000, None, "window", ["cathode", "sigma"], {"sigma": {"sideband_nodes": "sr"}})[0]
     assert dispersion_note([], 245_000, None, "sr", ["cathode"], light) == []
     assert dispersion_note(["mj1"], 50_000, None, "sr", ["cathode"], light) == []
     own = NullStudy(tmp_path, None, {}, "toys", calibrates=True)

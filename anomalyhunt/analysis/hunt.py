@@ -418,6 +418,7 @@ def summarize_hunt(
         rows.append({
             "method": method, "significance": significance_for(method, significance),
             "window": f"{best.sr_lo:g}-{best.sr_hi:g}", "efficiency": best.efficiency,
+            # before any cut there is no direct count (the SR against itself): the fixed-mean fit
             "z_local": best[column], "z_raw": raw[column] if pd.notna(raw[column]) else raw.z_fixed,
             "fitted_mean_gev": best.fitted_mean_gev, "limit_obs": best.limit_obs, "limit_exp": best.limit_exp,
             "max_sic": best.get("max_sic"), "seconds_train": g.seconds_train.sum(),
@@ -496,7 +497,9 @@ def write_report(out: Path, title: str, summary: pd.DataFrame, hunt: pd.DataFram
         "(background only vs background + a Gaussian at the window centre, 6% width), with the cut's SR efficiency "
         "uncertainty profiled; `fit-floating`: the same with the Gaussian's mean floating in the SR (`z` in the "
         "table); `direct`: the template's pass fraction times the SR count against the observed count, with a "
-        "closure uncertainty from the other windows (`z_direct`). `z_raw` is the test before any cut. The global "
+        "closure uncertainty from the other windows (`z_direct`). `z_raw` is the test before any cut: the fit (with "
+        "the fixed mean where the local Z is a direct count, which before a cut would compare the SR with itself). "
+        "The global "
         "significance covers all windows and cut levels of a method: from background-only hunts of these windows "
         "where they were given (`calibrated`), otherwise from fit-only toys, which do not retrain the classifiers "
         "(`z_global_toys`: the toys' own p-value; `z_global`: extrapolated with the effective number of trials "

@@ -737,6 +737,8 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr", action="append", metavar="LO:HI", help="signal region in TeV (repeatable; default "
                                                                   "3.0-3.4, 3.4-3.8, 3.8-4.2)")
     p.add_argument("--windows", metavar="LO:HI:WIDTH:STEP", help="sliding signal regions in TeV")
+    p.add_argument("--summary-sr", action="append", metavar="LO:HI",
+                   help="summarise only these of the study's windows (repeatable; e.g. those above the turn-on)")
     p.add_argument("--signal-events", type=int, default=0, metavar="N",
                    help="inject N W' events into every sample: the sensitivity on the same machinery (default 0)")
     p.add_argument("--train-on", choices=("sr", "window"), default="sr",
@@ -754,6 +756,7 @@ def _hunt_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_hunt_bench(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
     import torch
     from rich.table import Table
@@ -812,8 +815,23 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
             t.add_row(r.method, f"{r.sr_lo:g}-{r.sr_hi:g}", f"{r['median']:.2f}", str(r.n_samples), str(r.n_above_3))
         console_for_tables().print(t)
         return 0
+    summary_name = "summary.json"
+    if args.summary_sr:
+        from ..analysis.regions import parse_window
+
+        chosen = [parse_window(w) for w in args.summary_sr]
+        missing = [w for w in chosen if tuple(w) not in {tuple(v) for v in windows}]
+        if missing:
+            from ..errors import InputError
+
+            raise InputError("--summary-sr", f"{missing} are not windows of this study ({list(windows)})")
+        keep = np.zeros(len(values), bool)
+        for lo, hi in chosen:
+            keep |= np.isclose(values.sr_lo, lo) & np.isclose(values.sr_hi, hi)
+        values, windows = values[keep], chosen
+        summary_name = "summary_" + "_".join(f"{lo:g}-{hi:g}" for lo, hi in chosen) + ".json"
     summary = summarize_calibration(values, per_block=max(int(1 / args.fraction), 1))
-    (Path(args.out) / "summary.json").write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
+    (Path(args.out) / summary_name).write_text(json.dumps(summary.to_dict(orient="records"), indent=2))
     kind = "Poisson replicas of all" if args.replicas else f"samples of {args.fraction:g}"
     t = Table(title=f"background-only hunts: {len(bkg):,} QCD events, {kind}, "
                     f"{len(windows)} windows x {len(EFFICIENCIES)} cuts")
@@ -826,7 +844,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
                   f"{r.mean_max:+.2f}", f"{r['max']:.2f}", f"{r.median_global_p:.2f} ({r.n_global})",
                   f"{r.ks_p:.2f}")  # fmt: skip
     console_for_tables().print(t)
-    print(f"values in {args.out}/tasks.jsonl, summary in {args.out}/summary.json")
+    print(f"values in {args.out}/tasks.jsonl, summary in {args.out}/{summary_name}")
     return 0
 
 
