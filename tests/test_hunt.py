@@ -401,7 +401,7 @@ def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_pat
                                                     {})[0]  # not measured at full size with these inputs
     assert dispersion_note(["mj1", "delta_mj"], 245_000, None, "window", ["cathode"], light) == []  # 1.19
     # SIGMA trained across the window is calibrated with its sideband masses interpolated as the SR centre (the
-    # default), not with the SR's own polynomial (README: 1.0 against 1.44)
+    # default), not with the SR's own polynomial (README: 1.12 against 1.44)
     assert dispersion_note(["mj1"], 245_000, None, "window", ["cathode", "sigma"], {}) == []
     assert "of sigma with the classifier trained on SR and sidebands" in dispersion_note(
         ["mj1"], 245_000, None, "window", ["cathode", "sigma"], {"sigma": {"sideband_nodes": "sr"}})[0]

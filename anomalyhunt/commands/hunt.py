@@ -233,7 +233,7 @@ DISPERSION_EVENTS = 150_000
 #: (method, what its classifier trains on) whose fit-based local Z was measured calibrated at full LHCO size with
 #: such inputs: the fewest generator epochs it was shown with (``epochs``; absent: the method's default) and the
 #: settings it needs. README: CATHODE SR-trained 1.21 at its defaults (1.36 with 8 epochs and 2 trees),
-#: window-trained 1.19 with 8 epochs; SIGMA window-trained 1.0 with its sideband masses interpolated as the SR's
+#: window-trained 1.19 with 8 epochs; SIGMA window-trained 1.12 with its sideband masses interpolated as the SR's
 #: centre (``sideband_nodes="centred"``, the default; 1.44 with the SR's own polynomial), in windows whose
 #: interpolation masses lie above the trigger turn-on (:func:`turn_on_note`); SR-trained it is not (2.4 linear from
 #: half a width, 5.7 linear from one width, 3.9 cubic from one and two widths).
@@ -291,6 +291,6 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
     return [f"Inputs {', '.join(correlated)} change with mjj: on {n_events:,} events the fit-based local Z of "
             f"{', '.join(unproven)} with the classifier trained on {trained_on} is not shown calibrated under "
             "background only (lightly trained CATHODE is over-dispersed: 8 epochs and 2 trees spread 1.36, at its "
-            "defaults 1.21; SIGMA SR-trained 2.4 and more, trained across SR and sidebands 1.0; README); judge it by "
+            "defaults 1.21; SIGMA SR-trained 2.4 and more, trained across SR and sidebands 1.12; README); judge it by "
             "the global significance from "
             f"`--null-toys`, which carries that spread{advice}."]
