@@ -246,7 +246,7 @@ def turn_on_note(methods: Sequence[str], windows: Sequence[tuple[float, float]],
                  generator_config: dict[str, dict] | None = None) -> list[str]:
     """A note for each SIGMA window whose nearest interpolation mass below the SR (the one weighted most) lies below
     ``start_tev`` (the end of the trigger turn-on, or of the fit range): there the trigger shapes the features, and a
-    template interpolated from them is not the SR background's (README: background-only local Z means down to -3.5
+    template interpolated from them is not the SR background's (README: background-only local Z means down to -3.7
     in 3.0-3.4 TeV, interpolated from 2.2 and 2.6 TeV; 3.4-3.8 TeV, from 2.6 and 3.0, is calibrated)."""
     from ..models.base import GENERATORS
 
