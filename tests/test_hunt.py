@@ -143,8 +143,9 @@ def test_hunt_with_a_simulation_records_it(small_tables, tmp_path):
 
 
 #: The end-to-end hunts below: (method, --train-on), the longest first, one per CI core (LaCATHODE's latent
-#: reference finds an injected signal in tests/test_search.py and its latent space is tested below).
-E2E_RUNS = [("cathode", "window"), ("cathode", "sr")]
+#: reference finds an injected signal in tests/test_search.py and its latent space is tested below); "auto" is the
+#: default, not given on the command line (CATHODE's classifier then trains on the SR).
+E2E_RUNS = [("cathode", "window"), ("cathode", "auto")]
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,9 @@ def e2e_hunts(shipped, tmp_path_factory) -> dict[tuple[str, str], tuple[int, Pat
         outs.append(d / f"hunt_{method}_{train_on}")
         args.append(["hunt", "--features", str(data), "--inject", str(inject), "--signal-events", "580", "--method",
                      method, "--generator-option", "epochs=8", "--sr", "3.3:3.7", "--sr", "3.9:4.3", "--fit-toys",
-                     "0", "--efficiency", "0.01", "--seed", "3", "--train-on", train_on, "--out", str(outs[-1])]
-                    + ([] if (method, train_on) == ("cathode", "sr") else ["--no-plots"]))  # plots checked once
+                     "0", "--efficiency", "0.01", "--seed", "3", "--out", str(outs[-1])]
+                    + ([] if train_on == "auto" else ["--train-on", train_on])
+                    + ([] if (method, train_on) == ("cathode", "auto") else ["--no-plots"]))  # plots checked once
     rcs = run_tasks(cli, args, workers=2)
     return {run: (rc, out) for run, rc, out in zip(E2E_RUNS, rcs, outs)}
 
@@ -188,7 +190,9 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(e2e_hunts, method, 
     plots = ("plots/pvalue_scan.png", "plots/pvalue_scan.pdf", f"plots/bumphunt_{method}.png",
              f"plots/windows/bumphunt_{method}_3.9-4.3_eff0.01.pdf")  # fmt: skip
     for name in ("report.md", "hists.root", "hists.pkl", "config.json", *plots):
-        assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "sr")), name
+        assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "auto")), name
+    resolved = json.loads((out / "config.json").read_text())["train_on_resolved"]
+    assert resolved == {method: "sr" if train_on == "auto" else train_on}
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
     assert at.injected_in_sr > 350 and away.injected_in_sr < 100  # 70% of the 580 in 3.3-3.7 TeV: 405 +- 11
@@ -403,6 +407,10 @@ def test_report_notes_the_dispersion_of_jet_mass_inputs_on_large_samples(tmp_pat
     # SIGMA trained across the window is calibrated with its sideband masses interpolated as the SR centre (the
     # default), not with the SR's own polynomial (README: 1.12 against 1.44)
     assert dispersion_note(["mj1"], 245_000, None, "window", ["cathode", "sigma"], {}) == []
+    # `hunt`'s default, auto: each method where it is calibrated (CATHODE on the SR, SIGMA across the window)
+    assert dispersion_note(["mj1"], 245_000, None, "auto", ["cathode", "sigma"], {}) == []
+    assert "of lacathode with the classifier trained on the SR" in dispersion_note(
+        ["mj1"], 245_000, None, "auto", ["sigma", "lacathode"], {})[0]
     assert "of sigma with the classifier trained on SR and sidebands" in dispersion_note(
         ["mj1"], 245_000, None, "window", ["cathode", "sigma"], {"sigma": {"sideband_nodes": "sr"}})[0]
     assert dispersion_note([], 245_000, None, "sr", ["cathode"], light) == []

@@ -48,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--template-ensemble", type=int, default=1, metavar="K",
                    help="train each template generator K times (other seeds) and use their union; the direct "
                         "estimate's template uncertainty is then the spread between the trainings (default 1)")
-    p.add_argument("--train-on", choices=("sr", "window"), default="sr",
-                   help="the classifier's data: the SR (default) or the SR and its sidebands, against the reference "
-                        "sampled there too (a score that means the same across the window)")
+    p.add_argument("--train-on", choices=("auto", "sr", "window"), default="auto",
+                   help="the classifier's data: the SR, or the SR and its sidebands against the reference sampled "
+                        "there too (a score that means the same across the window); auto (default): each method as "
+                        "its background-only hunts are calibrated (sigma: window; the others: sr)")
     p.add_argument("--significance", choices=("auto", "fit-fixed", "fit-floating", "direct"), default="auto",
                    help="local significance: dijet fit with the Gaussian at the window centre, with its mean floating "
                         "in the SR, or direct background estimation; auto (default): the one background-only hunts "
@@ -110,7 +111,7 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 #: Keys `run` adds to the hunt's config.json after the command line's (what the command line resolved to).
-RECORDED_AFTER = ("windows_resolved", "inputs", "simulation_resolved")
+RECORDED_AFTER = ("windows_resolved", "inputs", "simulation_resolved", "train_on_resolved")
 #: Settings that may change between runs of one hunt: how many pseudo-experiments (more are added to those there)
 #: and where they run.
 MAY_CHANGE = ("null_toys", "scheduler", "workers")
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.regions import parse_window
     from ..analysis.references import CWOLA, LACATHODE
     from ..analysis.templates import read_simulation, require_simulation
-    from ..analysis.windows import check_train_on
+    from ..analysis.windows import check_train_on, train_range
     from ..errors import ConfigError
     from ..features import check_unique_events, check_unit_weights, load_feature_table
     from ..models.base import GENERATORS
@@ -191,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                                                 ", ".join(args.features), args.allow_partial)  # fmt: skip
     config = _config(args)
     config["windows_resolved"] = [list(w) for w in windows]
+    config["train_on_resolved"] = {m: train_range(args.train_on, m) for m in methods}
     config["inputs"] = [i for t in tables for i in t.attrs.get("inputs", [])]
     if simulation is not None:
         config["simulation_resolved"] = {"path": args.simulation, "events": len(simulation[1]),
@@ -269,25 +271,29 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
     inputs that change with mjj on a large sample, no null pseudo-experiments of this data, and a method not measured
     at full size with its classifier trained this way (:data:`FULL_SIZE_CALIBRATED`), with fewer epochs or other
     settings."""
+    from ..analysis.windows import train_range
     from ..models.base import GENERATORS
 
     if not correlated or n_events < DISPERSION_EVENTS or (null is not None and null.calibrates):
         return []
 
     def proven(method: str) -> bool:
-        if (method, train_on) not in FULL_SIZE_CALIBRATED:
+        if (method, train_range(train_on, method)) not in FULL_SIZE_CALIBRATED:
             return False
         defaults = GENERATORS.get(method).DEFAULTS
         config = defaults | (generator_config or {}).get(method, {})
-        needs = FULL_SIZE_CALIBRATED[(method, train_on)]
+        needs = FULL_SIZE_CALIBRATED[(method, train_range(train_on, method))]
         least = needs.get("epochs", defaults["epochs"])
         return int(config["epochs"]) >= least and all(config[k] == v for k, v in needs.items() if k != "epochs")
 
     unproven = [m for m in methods if not proven(m)]
     if not unproven:
         return []
-    trained_on = "the SR" if train_on == "sr" else "SR and sidebands"
-    advice = ", or hunt with `--train-on window`" if train_on == "sr" and {"cathode", "sigma"} & set(methods) else ""
+    ranges = {"sr": "the SR", "window": "SR and sidebands"}
+    trained = {train_range(train_on, m) for m in unproven}
+    trained_on = ranges[trained.pop()] if len(trained) == 1 else "the SR or SR and sidebands"
+    advice = (", or hunt with `--train-on window`"
+              if {"cathode", "sigma"} & {m for m in unproven if train_range(train_on, m) == "sr"} else "")
     return [f"Inputs {', '.join(correlated)} change with mjj: on {n_events:,} events the fit-based local Z of "
             f"{', '.join(unproven)} with the classifier trained on {trained_on} is not shown calibrated under "
             "background only (lightly trained CATHODE is over-dispersed: 8 epochs and 2 trees spread 1.36, at its "
