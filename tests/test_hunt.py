@@ -191,7 +191,7 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(e2e_hunts, method, 
              f"plots/windows/bumphunt_{method}_3.9-4.3_eff0.01.pdf")  # fmt: skip
     for name in ("report.md", "hists.root", "hists.pkl", "config.json", *plots):
         assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "auto")), name
-    resolved = json.loads((out / "config.json").read_text())["train_on_resolved"]
+    resolved = json.loads((out / "config.json").read_text())["config"]["train_on_resolved"]
     assert resolved == {method: "sr" if train_on == "auto" else train_on}
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
