@@ -193,6 +193,7 @@ def test_hunt_on_unlabelled_data_finds_an_injected_resonance(e2e_hunts, method, 
         assert (out / name).exists() == (name not in plots or (method, train_on) == ("cathode", "auto")), name
     resolved = json.loads((out / "config.json").read_text())["config"]["train_on_resolved"]
     assert resolved == {method: "sr" if train_on == "auto" else train_on}
+    assert summary["summary"][0]["classifier_trained_on"] == resolved[method]  # also in the report's table
     at = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.3)].iloc[0]
     away = hunt[(hunt.efficiency == 0.01) & (hunt.sr_lo == 3.9)].iloc[0]
     assert at.injected_in_sr > 350 and away.injected_in_sr < 100  # 70% of the 580 in 3.3-3.7 TeV: 405 +- 11

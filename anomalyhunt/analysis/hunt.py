@@ -321,7 +321,7 @@ def run_hunt(
     from rich.console import Console
 
     from .histio import save_hists
-    from .windows import SIGNIFICANCES, hunt_windows
+    from .windows import SIGNIFICANCES, hunt_windows, train_range
 
     if significance != "auto" and significance not in SIGNIFICANCES:
         raise ConfigError(f"unknown significance {significance!r}: use auto, {', '.join(SIGNIFICANCES)}")
@@ -361,6 +361,8 @@ def run_hunt(
     globals_ = global_significances(hunt, results, methods, significance, null, fit_toys, seed)
     timings["global significance"] = time.perf_counter() - t0
     summary = summarize_hunt(hunt, significance, globals_)
+    # where each method's classifier trained (``train_on="auto"`` picks per method)
+    summary.insert(2, "classifier_trained_on", [train_range(train_on, m) for m in summary.method])
     figures = make_plots(out / "plots", hunt, results, sample, style, significance, label) if plots else {}
     timings["total"] = before + time.perf_counter() - start
     write_report(out, title, summary, hunt, figures, sample, timings, significance, notes)
