@@ -377,9 +377,9 @@ def test_template_ensemble_gives_the_direct_estimate_its_retraining_error(small_
 
 
 def test_report_notes_sigma_windows_interpolated_from_the_trigger_turn_on():
-    """SIGMA's default masses for 3.0-3.4 TeV are 2.2 / 2.6 / 3.8 / 4.2 TeV: the nearest below, 2.6, lies in a turn-on
-    ending at 2.8 TeV (background-only local Z mean -3.7 at the 10% cut, README); 3.4-3.8 TeV (nearest below 3.0) is not
-    flagged, nor another method, nor masses the analyst moved above the turn-on."""
+    """SIGMA's default masses for 3.0-3.4 TeV are 2.2 / 2.6 / 3.8 / 4.2 TeV: the nearest below, 2.6, lies in a
+    turn-on ending at 2.8 TeV (background-only local Z mean -3.7 at the 10% cut, README); 3.4-3.8 TeV (nearest
+    below 3.0) is not flagged, nor another method, nor masses the analyst moved above the turn-on."""
     from anomalyhunt.commands.hunt import turn_on_note
 
     windows = [(3.0, 3.4), (3.4, 3.8), (3.8, 4.2)]
