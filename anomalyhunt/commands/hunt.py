@@ -278,11 +278,11 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
         return []
 
     def proven(method: str) -> bool:
-        if (method, train_range(train_on, method)) not in FULL_SIZE_CALIBRATED:
+        needs = FULL_SIZE_CALIBRATED.get((method, train_range(train_on, method)))
+        if needs is None:
             return False
         defaults = GENERATORS.get(method).DEFAULTS
         config = defaults | (generator_config or {}).get(method, {})
-        needs = FULL_SIZE_CALIBRATED[(method, train_range(train_on, method))]
         least = needs.get("epochs", defaults["epochs"])
         return int(config["epochs"]) >= least and all(config[k] == v for k, v in needs.items() if k != "epochs")
 
