@@ -820,7 +820,7 @@ def run_hunt_bench(args: argparse.Namespace) -> int:
         from ..analysis.regions import parse_window
 
         chosen = [parse_window(w) for w in args.summary_sr]
-        missing = [w for w in chosen if tuple(w) not in {tuple(v) for v in windows}]
+        missing = [w for w in chosen if not any(np.allclose(w, v) for v in windows)]  # as the filter below
         if missing:
             from ..errors import InputError
 
