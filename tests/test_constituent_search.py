@@ -98,6 +98,20 @@ SETTINGS = {"significance": 4.0, "test_fraction": 0.4, "idealized_fraction": 0.0
 
 
 @pytest.mark.lhco
+def test_nae_runs_through_the_search_and_reports_its_training(constituent_dir) -> None:
+    """The NAE (a few updates) through the search: out-of-fold data scores, its energy unit and timing in the
+    results; on jet features it refuses (it is an image model)."""
+    conf = {"ae_epochs": 2, "ae_nae_updates": 5, "ae_nae_batch": 16, "max_train_jets": 2000}
+    r, d = run_constituent_search({**SETTINGS, "method": "nae", "constituents": str(constituent_dir), "seed": 0,
+                                   "plots": False, "constituent_config": conf}, return_details=True)  # fmt: skip
+    assert r["info"]["nae_temperature"] > 0 and r["info"]["nae_seconds"] > 0 and r["info"]["folds"] >= 2
+    assert len(d["result"].data_scores) == len(d["data"]) and math.isfinite(r["auc"])
+    with pytest.raises(ConfigError, match="works on jet images"):
+        run_constituent_search({**SETTINGS, "method": "nae", "constituents": str(constituent_dir), "seed": 0,
+                                "plots": False, "constituent_config": {**conf, "input": "features"}})
+
+
+@pytest.mark.lhco
 @pytest.mark.slow
 def test_cli_runs_a_constituent_method_beside_a_feature_level_one(constituent_dir, tmp_path) -> None:
     """``anomalyhunt search --constituents DIR --method autoencoder --method cwola``: one table, the same events."""

@@ -28,7 +28,7 @@ __all__ = [
     "DenseAutoencoder",
     "quantile_rank",
     "combine_jet_scores",
-    "score_events",
+    "jet_ae_method",
 ]
 
 
@@ -258,11 +258,12 @@ def _jet_ranks(ref: np.ndarray, per_jet: np.ndarray) -> np.ndarray:
     return np.stack([quantile_rank(ref[:, j], per_jet[:, j]) for j in range(2)], axis=1)
 
 
-AUTOENCODER_DEFAULTS: dict[str, Any] = {
-    "input": "images", "combine": "sum", "train_on": "all", "jet_features": ("m", "tau21", "tau32", "n_const"),
-    "max_train_jets": None,
-    **{f"ae_{k}": v for k, v in ImageAutoencoder.DEFAULTS.items() if k not in ("seed", "progress")},
-}  # fmt: skip
+def _method_defaults(image_model: type[ImageAutoencoder]) -> dict[str, Any]:
+    return {
+        "input": "images", "combine": "sum", "train_on": "all", "jet_features": ("m", "tau21", "tau32", "n_const"),
+        "max_train_jets": None,
+        **{f"ae_{k}": v for k, v in image_model.DEFAULTS.items() if k not in ("seed", "progress")},
+    }  # fmt: skip
 
 
 def _train_mask(data: ConstituentData, regions: Any, train_on: str) -> np.ndarray:
@@ -276,12 +277,13 @@ def _train_mask(data: ConstituentData, regions: Any, train_on: str) -> np.ndarra
 
 
 def fit_jet_autoencoder(
-    data: ConstituentData, config: dict[str, Any], seed: int, progress: bool = False
+    data: ConstituentData, config: dict[str, Any], seed: int, progress: bool = False,
+    image_model: type[ImageAutoencoder] = ImageAutoencoder,
 ) -> tuple[Any, Any]:
     """An autoencoder trained on both jets of ``data`` and a function ``per_jet(data) -> (n, 2)`` of its errors.
 
-    ``config["input"]``: ``"images"`` (:class:`ImageAutoencoder`) or ``"features"`` (:class:`DenseAutoencoder` on
-    ``config["jet_features"]`` of each jet).
+    ``config["input"]``: ``"images"`` (``image_model``, an :class:`ImageAutoencoder` or subclass) or ``"features"``
+    (:class:`DenseAutoencoder` on ``config["jet_features"]`` of each jet).
     """
     ae_conf = {k[3:]: v for k, v in config.items() if k.startswith("ae_")}
     ae_conf.update(seed=seed, progress=progress)
@@ -292,13 +294,15 @@ def fit_jet_autoencoder(
         jets = data.images.reshape(-1, *data.images.shape[2:])
         if cap is not None and len(jets) > cap:
             jets = jets[np.sort(rng.choice(len(jets), int(cap), replace=False))]
-        ae = ImageAutoencoder(**ae_conf).fit(jets)
+        ae = image_model(**ae_conf).fit(jets)
 
         def per_jet(d: ConstituentData) -> np.ndarray:
             d.require("images")
             return ae.score(d.images.reshape(-1, *d.images.shape[2:])).reshape(len(d), 2)
 
     elif config["input"] == "features":
+        if image_model is not ImageAutoencoder:
+            raise ConfigError(f"{image_model.__name__} works on jet images: use input=images")
         dense_conf = {k: v for k, v in ae_conf.items() if k in DenseAutoencoder.DEFAULTS}
         names = tuple(config["jet_features"])
         jets = data.jet_features(names).reshape(-1, len(names))
@@ -314,47 +318,59 @@ def fit_jet_autoencoder(
     return ae, per_jet
 
 
-def score_events(
-    data: ConstituentData,
-    test: ConstituentData,
-    *,
-    regions: Any = None,
-    config: dict[str, Any] | None = None,
-    seed: int = 0,
-    progress: bool = False,
-    held_out: ConstituentData | None = None,
-) -> ConstituentResult:
-    """Train the jet autoencoder on ``data`` (``train_on``: all events, the SR or the sidebands of ``regions``) and
-    score data, test and ``held_out`` events by their jets' reconstruction errors (quantiles among the training
-    jets of the same kind, combined with ``combine``)."""
-    conf = AUTOENCODER_METHOD.config(config)
-    train = data.subset(_train_mask(data, regions, conf["train_on"]))
-    ae, per_jet = fit_jet_autoencoder(train, conf, seed, progress)
-    ref = per_jet(train)
-    # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
-    data_err, test_err = (per_jet(data) if held_out is None else None), per_jet(test)
-    return ConstituentResult(
-        test_scores=combine_jet_scores(_jet_ranks(ref, test_err), conf["combine"]),
-        data_scores=None if data_err is None else combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
-        held_out_scores=None if held_out is None else combine_jet_scores(_jet_ranks(ref, per_jet(held_out)),
-                                                                         conf["combine"]),  # fmt: skip
-        info={
+def jet_ae_method(name: str, image_model: type[ImageAutoencoder], description: str) -> ConstituentMethod:
+    """Register the constituent method ``name``: ``image_model`` (or, with ``input=features``, a dense autoencoder)
+    trained on both jets of the data, events scored by their jets' reconstruction errors."""
+
+    def score_events(
+        data: ConstituentData,
+        test: ConstituentData,
+        *,
+        regions: Any = None,
+        config: dict[str, Any] | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        held_out: ConstituentData | None = None,
+    ) -> ConstituentResult:
+        """Train the jet autoencoder on ``data`` (``train_on``: all events, the SR or the sidebands of ``regions``)
+        and score data, test and ``held_out`` events by their jets' reconstruction errors (quantiles among the
+        training jets of the same kind, combined with ``combine``)."""
+        conf = method.config(config)
+        train = data.subset(_train_mask(data, regions, conf["train_on"]))
+        ae, per_jet = fit_jet_autoencoder(train, conf, seed, progress, image_model)
+        ref = per_jet(train)
+        # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
+        data_err, test_err = (per_jet(data) if held_out is None else None), per_jet(test)
+        info = {
             "n_train_events": len(train),
             "train_seconds": ae.history.get("seconds"),
             "best_epoch": ae.history.get("best_epoch"),
-        },
-        arrays={"test_jet_errors": test_err, **({} if data_err is None else {"data_jet_errors": data_err})},
+        }
+        info.update({k: v for k, v in ae.history.items() if k.startswith("nae_") and np.isscalar(v)})
+        return ConstituentResult(
+            test_scores=combine_jet_scores(_jet_ranks(ref, test_err), conf["combine"]),
+            data_scores=None if data_err is None else combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
+            held_out_scores=None if held_out is None else combine_jet_scores(_jet_ranks(ref, per_jet(held_out)),
+                                                                             conf["combine"]),  # fmt: skip
+            info=info,
+            arrays={"test_jet_errors": test_err, **({} if data_err is None else {"data_jet_errors": data_err})},
+        )
+
+    method = register_method(
+        ConstituentMethod(
+            name=name,
+            run=score_events,
+            needs=("images", "features"),
+            defaults=_method_defaults(image_model),
+            presets={"paper": {f"ae_{k}": v for k, v in image_model.PRESETS["paper"].items()}},
+            description=description,
+            needs_for=lambda c: ("images", "features") if c["input"] == "images" else ("features",),
+        )
     )
+    return method
 
 
-AUTOENCODER_METHOD = register_method(
-    ConstituentMethod(
-        name="autoencoder",
-        run=score_events,
-        needs=("images", "features"),
-        defaults=AUTOENCODER_DEFAULTS,
-        presets={"paper": {f"ae_{k}": v for k, v in ImageAutoencoder.PRESETS["paper"].items()}},
-        description="jet-image autoencoder; score = combined reconstruction-error quantiles of both jets",
-        needs_for=lambda c: ("images", "features") if c["input"] == "images" else ("features",),
-    )
+AUTOENCODER_METHOD = jet_ae_method(
+    "autoencoder", ImageAutoencoder,
+    "jet-image autoencoder; score = combined reconstruction-error quantiles of both jets",
 )
