@@ -346,7 +346,8 @@ def jet_ae_method(name: str, image_model: type[ImageAutoencoder], description: s
             "train_seconds": ae.history.get("seconds"),
             "best_epoch": ae.history.get("best_epoch"),
         }
-        info.update({k: v for k, v in ae.history.items() if k.startswith("nae_") and np.isscalar(v)})
+        # what the model adds to its training history (the NAE: its energy unit and time), when a number
+        info.update({k: v for k, v in ae.history.items() if np.isscalar(v) and k not in ("seconds", "best_epoch")})
         return ConstituentResult(
             test_scores=combine_jet_scores(_jet_ranks(ref, test_err), conf["combine"]),
             data_scores=None if data_err is None else combine_jet_scores(_jet_ranks(ref, data_err), conf["combine"]),
