@@ -1,5 +1,5 @@
 """``anomalyhunt search``: weakly supervised searches (CWoLa, template methods, idealized, supervised) and
-constituent-level methods (autoencoder, tnt, clr, darkclr, constituent-cwola) over methods, signal regions and seeds.
+constituent-level methods (autoencoder, nae, tnt, clr, darkclr, constituent-cwola, constituent-drapes) over methods, signal regions and seeds.
 
 A YAML ``--config`` gives any :class:`~anomalyhunt.analysis.search.SearchConfig` key plus the lists to expand:
 ``methods``, ``seeds`` (or ``n_seeds``), ``srs`` (list of ``[lo, hi]`` or ``"lo:hi"``) or ``windows``
@@ -42,8 +42,8 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="read processor outputs that are partial or mixed (refused by default), with a warning and "
                         "their counts in results.json")
     p.add_argument("--method", action="append",
-                   help="cwola, idealized, supervised, a generator, or a constituent method: autoencoder, tnt, clr, "
-                        "darkclr, constituent-cwola (repeatable)")
+                   help="cwola, idealized, supervised, a generator, or a constituent method: autoencoder, nae, tnt, "
+                        "clr, darkclr, constituent-cwola, constituent-drapes (repeatable)")
     p.add_argument("--constituents", metavar="DIR",
                    help="processor output with clouds/images (anomalyhunt process --clouds --images) for the "
                         "constituent methods; also the feature tables of the run when --features is not given")
