@@ -1,5 +1,6 @@
 """``anomalyhunt search``: weakly supervised searches (CWoLa, template methods, idealized, supervised) and
-constituent-level methods (autoencoder, nae, tnt, clr, darkclr, constituent-cwola, constituent-drapes) over methods, signal regions and seeds.
+constituent-level methods (autoencoder, nae, tnt, clr, darkclr, constituent-cwola, constituent-drapes) over
+methods, signal regions and seeds.
 
 A YAML ``--config`` gives any :class:`~anomalyhunt.analysis.search.SearchConfig` key plus the lists to expand:
 ``methods``, ``seeds`` (or ``n_seeds``), ``srs`` (list of ``[lo, hi]`` or ``"lo:hi"``) or ``windows``
