@@ -98,6 +98,23 @@ SETTINGS = {"significance": 4.0, "test_fraction": 0.4, "idealized_fraction": 0.0
 
 
 @pytest.mark.lhco
+def test_clr_ensemble_averages_its_encoders_quantiles(constituent_dir) -> None:
+    """``n_ensemble=2``: two encoders (the first is the single run's), each with its own label-free norm sign; an
+    event's jet score is the mean of their quantiles, so the ensemble's scores differ from the first encoder's
+    alone but stay within the combined quantiles' range; the representation's autoencoder score takes one encoder."""
+    base = {**SETTINGS, "method": "clr", "constituents": str(constituent_dir), "seed": 0, "plots": False}
+    conf = {"epochs": 1, "max_train_jets": 1000, "linear_test": False}
+    one = run_constituent_search({**base, "constituent_config": conf}, return_details=True)
+    two = run_constituent_search({**base, "constituent_config": {**conf, "n_ensemble": 2}}, return_details=True)
+    signs = two[0]["info"]["norm_sign"]
+    assert len(signs) == 2 and signs[0] == one[0]["info"]["norm_sign"] and set(signs) <= {-1.0, 1.0}
+    s1, s2 = one[1]["result"].test_scores, two[1]["result"].test_scores
+    assert not np.allclose(s1, s2) and s2.min() >= 0 and s2.max() <= 2
+    with pytest.raises(ConfigError, match="n_ensemble"):
+        run_constituent_search({**base, "constituent_config": {**conf, "n_ensemble": 2, "score": "ae"}})
+
+
+@pytest.mark.lhco
 def test_nae_runs_through_the_search_and_reports_its_training(constituent_dir) -> None:
     """The NAE (a few updates) through the search: out-of-fold data scores, its energy unit and timing in the
     results; on jet features it refuses (it is an image model)."""

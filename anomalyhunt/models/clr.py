@@ -40,7 +40,7 @@ from .constituents import ConstituentData, ConstituentMethod, ConstituentResult,
 from ..errors import ConfigError, InputError
 from .augment import NEGATIVE, anomaly_augment, pad_slots, physical_augment
 from .autoencoder import DenseAutoencoder, _jet_ranks, _resolve, _train_mask, combine_jet_scores
-from .nn import pick_device, seeded, train_loop
+from .nn import pick_device, seeded, sub_seed, train_loop
 
 __all__ = [
     "ConstituentTransformer", "clr_loss", "anomclr_loss", "anomclr_plus_loss", "LOSSES", "jets_from_clouds",
@@ -293,6 +293,7 @@ CLR_DEFAULTS: dict[str, Any] = {
     "combine": "sum",
     "score": "norm",  # or "ae": a dense autoencoder on the event representation
     "max_train_jets": 6000,
+    "n_ensemble": 1,  # encoders trained with different seeds; the norm score averages their jet quantiles
     "linear_test": True,
     **{k: v for k, v in CLRModel.DEFAULTS.items() if k not in ("seed", "progress")},
     "ae_epochs": 60, "ae_latent": 4, "ae_hidden": 32,
@@ -334,20 +335,33 @@ def score_events(
         )
         x, m = x[np.sort(pick)], m[np.sort(pick)]
     model_conf = {k: v for k, v in conf.items() if k in CLRModel.DEFAULTS}
-    model = CLRModel(**model_conf, seed=seed, progress=progress).fit(x, m)
-    z_train, jet_train = _event_rep(model, train, n)
-    z_test, jet_test = _event_rep(model, test, n)
+    n_members = int(conf["n_ensemble"])
+    if n_members < 1 or (n_members > 1 and conf["score"] != "norm"):
+        raise ConfigError(f"{method}: n_ensemble={n_members}: use >= 1 (more than one with score=norm only)")
+    # Member 0 keeps the run's seed, so that one member is the single-encoder run.
+    seeds = [int(seed)] + [sub_seed(seed, 0xE5, k) for k in range(1, n_members)]
+    models = [CLRModel(**model_conf, seed=s_k, progress=progress).fit(x, m) for s_k in seeds]
+    model = models[0]
+    train_reps = [_event_rep(mm, train, n) for mm in models]
+    z_train, jet_train = train_reps[0][0], [jet for _, jet in train_reps]
+    z_test = _event_rep(model, test, n)[0]
+
+    def norm_scores(d: ConstituentData) -> np.ndarray:
+        """Mean over the encoders of each jet's norm quantile among the training jets, then combined."""
+        ranks = np.mean([_jet_ranks(ref, _event_rep(mm, d, n)[1]) for mm, ref in zip(models, jet_train)], axis=0)
+        return combine_jet_scores(ranks, conf["combine"])
+
+    norm_test = norm_scores(test)
     # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
-    z_data, jet_data = _event_rep(model, data, n) if held_out is None else (None, None)
-    norm_test = combine_jet_scores(_jet_ranks(jet_train, jet_test), conf["combine"])
-    norm_data = None if jet_data is None else combine_jet_scores(_jet_ranks(jet_train, jet_data), conf["combine"])
-    z_held, jet_held = _event_rep(model, held_out, n) if held_out is not None else (None, None)
-    held = None if held_out is None else combine_jet_scores(_jet_ranks(jet_train, jet_held), conf["combine"])
+    z_data = _event_rep(model, data, n)[0] if held_out is None and conf["score"] == "ae" else None
+    norm_data = norm_scores(data) if held_out is None else None
+    z_held = _event_rep(model, held_out, n)[0] if held_out is not None and conf["score"] == "ae" else None
+    held = norm_scores(held_out) if held_out is not None else None
     info: dict[str, Any] = {
         "n_train_jets": int(len(x)),
         "loss": conf["loss"],
-        "norm_sign": model.sign,
-        "train_seconds": model.history.get("seconds"),
+        "norm_sign": model.sign if n_members == 1 else [mm.sign for mm in models],
+        "train_seconds": sum(mm.history.get("seconds", 0.0) for mm in models),
         "train_losses": list(model.history["train"]),
         "final_loss": model.history["train"][-1],
     }

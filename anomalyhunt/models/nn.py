@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["pick_device", "ResidualMLP", "FrequencyEmbedding", "train_loop", "batched_apply", "seeded", "clone_module"]
+__all__ = [
+    "pick_device", "ResidualMLP", "FrequencyEmbedding", "train_loop", "batched_apply", "seeded", "clone_module",
+    "sub_seed",
+]  # fmt: skip
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -336,6 +339,13 @@ def clone_module(model: nn.Module, state: dict[str, Tensor] | None = None) -> nn
     if state is not None:
         out.load_state_dict(state)
     return out
+
+
+def sub_seed(seed: int, *keys: int) -> int:
+    """A seed for the part ``keys`` of a run with ``seed`` (independent streams for its sub-models)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0] % (2**31 - 1))
 
 
 @contextlib.contextmanager

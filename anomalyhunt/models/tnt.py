@@ -26,7 +26,7 @@ from ..errors import ConfigError, InputError
 from .autoencoder import _jet_ranks, _resolve, combine_jet_scores, fit_jet_autoencoder
 from .base import DISCRIMINATORS, Discriminator
 from .classifiers import class_balanced_weights
-from .nn import batched_apply, pick_device, seeded, train_loop
+from .nn import batched_apply, pick_device, seeded, sub_seed, train_loop
 
 __all__ = ["JetCNN", "JetImageClassifier", "tag_labels", "tag_n_train", "score_events"]
 
@@ -190,10 +190,6 @@ def _jet_inputs(data: ConstituentData, conf: dict[str, Any], jet: int) -> np.nda
     return data.jet_features(tuple(conf["jet_features"]))[:, jet]
 
 
-def _sub_seed(seed: int, *keys: int) -> int:
-    return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0] % (2**31 - 1))
-
-
 def tag_n_train(
     train: ConstituentData, config: dict[str, Any], seed: int = 0, progress: bool = False
 ) -> tuple[list[Discriminator], dict[str, Any]]:
@@ -204,7 +200,7 @@ def tag_n_train(
     conf = config
     if int(conf["iterations"]) < 1:
         raise ConfigError(f"Tag N' Train iterations={conf['iterations']}: need at least 1")
-    ae, per_jet = fit_jet_autoencoder(train, conf, _sub_seed(seed, 0), progress)
+    ae, per_jet = fit_jet_autoencoder(train, conf, sub_seed(seed, 0), progress)
     ae_err = per_jet(train)
     tagger = _jet_ranks(ae_err, ae_err)
     record: dict[str, Any] = {"ae_train_errors": ae_err, "iterations": []}
@@ -216,7 +212,7 @@ def tag_n_train(
         for jet in (0, 1):
             # The classifier of this jet learns from labels made with the *other* jet's tagger.
             idx, labels = tag_labels(tagger[:, 1 - jet], conf["sig_frac"], conf["bkg_frac"])
-            clf = _make_jet_classifier(conf, _sub_seed(seed, 1 + it, jet), progress)
+            clf = _make_jet_classifier(conf, sub_seed(seed, 1 + it, jet), progress)
             x = _jet_inputs(train, conf, jet)
             clf.fit(x[idx], labels)
             classifiers.append(clf)
