@@ -20,7 +20,7 @@ The registered method ``nae`` is the ``autoencoder`` method with this model.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ __all__ = ["NormalisedImageAutoencoder", "langevin"]
 
 
 def langevin(
-    energy: Any, start: Tensor, steps: int, step_size: float, noise: float, gen: torch.Generator | None = None
+    energy: Callable[[Tensor], Tensor], start: Tensor, steps: int, step_size: float, noise: float, gen: torch.Generator | None = None
 ) -> Tensor:
     """``steps`` Langevin updates ``v <- v - step_size * grad E(v) + noise * N(0, 1)`` of the rows of ``start``
     (``energy`` maps (n, ...) to (n,) energies); gradients of the model's parameters are not touched."""
