@@ -22,7 +22,9 @@ physical augmentation of it (:func:`.augment.physical_augment`) and ``x*`` an an
 The anomaly score of a jet is the L2 norm of ``h`` (before the head) times a sign fixed before any test event is
 seen: ``norm_sign="auto"`` takes the sign of (mean norm of anomaly-augmented training jets - mean norm of the training
 jets), a label-free calibration on the training data (the losses see only cosine similarities of ``z``: nothing in
-training decides whether anomalies get the larger norm). An event's score combines its two jets' score quantiles. A dense autoencoder on the event
+training decides whether anomalies get the larger norm). An event's score combines its two jets' score quantiles;
+with ``n_ensemble`` encoders (different seeds, each with its own sign) a jet's quantile is their mean (DarkCLR's
+default is three: one encoder's direction differs between seeds at CPU size). A dense autoencoder on the event
 representation ``[h_light, h_heavy]`` gives a second score, and the linear-classifier test (logistic regression on
 the frozen ``h`` vs on the raw constituents, evaluated with cross-validation on the truth-labelled test set) measures
 how much signal information the representation keeps.

@@ -15,6 +15,7 @@ import math
 import time
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -343,8 +344,6 @@ def clone_module(model: nn.Module, state: dict[str, Tensor] | None = None) -> nn
 
 def sub_seed(seed: int, *keys: int) -> int:
     """A seed for the part ``keys`` of a run with ``seed`` (independent streams for its sub-models)."""
-    import numpy as np
-
     return int(np.random.SeedSequence([int(seed), *keys]).generate_state(1)[0] % (2**31 - 1))
 
 
