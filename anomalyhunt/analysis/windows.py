@@ -35,9 +35,17 @@ from .regions import Regions
 
 #: Where the classifier's data events come from: the SR, or the SR and its sidebands (:func:`hunt_windows`).
 TRAIN_ON = ("sr", "window", "auto")
-#: Where ``train_on="auto"`` trains a method's classifier when not on the SR: where its full-size background-only
-#: hunts are calibrated (README: SIGMA 1.12 trained across SR and sidebands against 3.9 on the SR).
-CALIBRATED_TRAIN_ON = {"sigma": "window"}
+#: (method, what its classifier trains on) whose fit-based local Z was measured calibrated at full LHCO size with
+#: such inputs: the fewest generator epochs it was shown with (``epochs``; absent: the method's default) and the
+#: settings it needs. README: CATHODE SR-trained 1.21 at its defaults (1.36 with 8 epochs and 2 trees),
+#: window-trained 1.19 with 8 epochs; SIGMA window-trained 1.12 with its sideband masses interpolated as the SR's
+#: centre (``sideband_nodes="centred"``, the default; 1.44 with the SR's own polynomial), in windows whose
+#: interpolation masses lie above the trigger turn-on (:func:`anomalyhunt.commands.hunt.turn_on_note`); SR-trained it
+#: is not (2.4 linear from half a width, 5.7 linear from one width, 3.9 cubic from one and two widths).
+#: ``train_on="auto"`` trains each method's classifier on a range listed here (:func:`train_range`).
+FULL_SIZE_CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
+    ("cathode", "sr"): {}, ("cathode", "window"): {"epochs": 8}, ("sigma", "window"): {"sideband_nodes": "centred"},
+}
 #: Width (TeV) of each of CWoLa hunting's sidebands: narrow, so that the features barely change across them.
 CWOLA_SIDEBAND_WIDTH = 0.2
 
@@ -93,9 +101,12 @@ def window_edges(edges: np.ndarray, window: tuple[float, float], margin: float) 
 
 
 def train_range(train_on: str, method: str) -> str:
-    """``"sr"`` or ``"window"`` for ``method``'s classifier: ``train_on`` itself, or under ``"auto"`` the range
-    its full-size hunts are calibrated with (:data:`CALIBRATED_TRAIN_ON`, else the SR)."""
-    return CALIBRATED_TRAIN_ON.get(method, "sr") if train_on == "auto" else train_on
+    """``"sr"`` or ``"window"`` for ``method``'s classifier: ``train_on`` itself, or under ``"auto"`` a range its
+    full-size hunts are calibrated with (:data:`FULL_SIZE_CALIBRATED`): the SR when both are (or neither)."""
+    if train_on != "auto":
+        return train_on
+    window_only = (method, "window") in FULL_SIZE_CALIBRATED and (method, "sr") not in FULL_SIZE_CALIBRATED
+    return "window" if window_only else "sr"
 
 
 def check_train_on(train_on: str, methods: Sequence[str]) -> None:

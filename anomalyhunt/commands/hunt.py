@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
     from ..analysis.hunt import NullStudy
@@ -232,16 +232,6 @@ def run(args: argparse.Namespace) -> int:
 #: Above about this many events, inputs that change with mjj over-disperse the fit-based local Z of a lightly
 #: trained SR classifier (README).
 DISPERSION_EVENTS = 150_000
-#: (method, what its classifier trains on) whose fit-based local Z was measured calibrated at full LHCO size with
-#: such inputs: the fewest generator epochs it was shown with (``epochs``; absent: the method's default) and the
-#: settings it needs. README: CATHODE SR-trained 1.21 at its defaults (1.36 with 8 epochs and 2 trees),
-#: window-trained 1.19 with 8 epochs; SIGMA window-trained 1.12 with its sideband masses interpolated as the SR's
-#: centre (``sideband_nodes="centred"``, the default; 1.44 with the SR's own polynomial), in windows whose
-#: interpolation masses lie above the trigger turn-on (:func:`turn_on_note`); SR-trained it is not (2.4 linear from
-#: half a width, 5.7 linear from one width, 3.9 cubic from one and two widths).
-FULL_SIZE_CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
-    ("cathode", "sr"): {}, ("cathode", "window"): {"epochs": 8}, ("sigma", "window"): {"sideband_nodes": "centred"},
-}
 
 
 def turn_on_note(methods: Sequence[str], windows: Sequence[tuple[float, float]], start_tev: float,
@@ -271,7 +261,7 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
     inputs that change with mjj on a large sample, no null pseudo-experiments of this data, and a method not measured
     at full size with its classifier trained this way (:data:`FULL_SIZE_CALIBRATED`), with fewer epochs or other
     settings."""
-    from ..analysis.windows import train_range
+    from ..analysis.windows import FULL_SIZE_CALIBRATED, train_range
     from ..models.base import GENERATORS
 
     if not correlated or n_events < DISPERSION_EVENTS or (null is not None and null.calibrates):
