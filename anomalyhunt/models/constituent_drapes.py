@@ -209,12 +209,13 @@ class ConstituentDrapes:
             raise ValueError(f"{len(pick)} seed events for {len(m)} masses")
         z_pool, mask_pool, jets_pool, _ = self.seeds
         jets = self.jets.perturb(jets_pool[pick].reshape(len(m), 4), m, seed=seed).reshape(len(m), 2, 2)
-        z, mask = z_pool[pick].copy(), mask_pool[pick].copy()
         swap = jets[:, 0, 1] > jets[:, 1, 1]  # keep jet 0 the lighter, as in the data
-        for arr in (jets, z, mask):
-            arr[swap] = arr[swap][:, ::-1]
+        jets[swap] = jets[swap][:, ::-1]
         if self.config["seed_jets"] == "nearest":
             z, mask = self._nearest_seed_jets(jets)
+        else:
+            z, mask = z_pool[pick].copy(), mask_pool[pick].copy()
+            z[swap], mask[swap] = z[swap][:, ::-1], mask[swap][:, ::-1]
         return self._denoise(z, mask, jets, seed + 1), mask, jets
 
     def _nearest_seed_jets(self, jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
