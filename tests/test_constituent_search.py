@@ -101,7 +101,7 @@ SETTINGS = {"significance": 4.0, "test_fraction": 0.4, "idealized_fraction": 0.0
 def test_clr_ensemble_averages_its_encoders_quantiles(constituent_dir) -> None:
     """``n_ensemble=2``: two encoders (the first is the single run's), each with its own label-free norm sign; an
     event's jet score is the mean of their quantiles, so the ensemble's scores differ from the first encoder's
-    alone but stay within the combined quantiles' range; the representation's autoencoder score takes one encoder."""
+    alone but stay within the combined quantiles' range; the representation's autoencoder score refuses several."""
     base = {**SETTINGS, "method": "clr", "constituents": str(constituent_dir), "seed": 0, "plots": False}
     conf = {"epochs": 1, "max_train_jets": 1000, "linear_test": False}
     one = run_constituent_search({**base, "constituent_config": conf}, return_details=True)
