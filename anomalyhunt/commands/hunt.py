@@ -267,8 +267,10 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
     if not correlated or n_events < DISPERSION_EVENTS or (null is not None and null.calibrates):
         return []
 
+    trained_by = {m: train_range(train_on, m) for m in methods}
+
     def proven(method: str) -> bool:
-        needs = FULL_SIZE_CALIBRATED.get((method, train_range(train_on, method)))
+        needs = FULL_SIZE_CALIBRATED.get((method, trained_by[method]))
         if needs is None:
             return False
         defaults = GENERATORS.get(method).DEFAULTS
@@ -280,10 +282,10 @@ def dispersion_note(correlated: list[str], n_events: int, null: NullStudy | None
     if not unproven:
         return []
     ranges = {"sr": "the SR", "window": "SR and sidebands"}
-    trained = {train_range(train_on, m) for m in unproven}
+    trained = {trained_by[m] for m in unproven}
     trained_on = ranges[trained.pop()] if len(trained) == 1 else "the SR or SR and sidebands"
     advice = (", or hunt with `--train-on window`"
-              if {"cathode", "sigma"} & {m for m in unproven if train_range(train_on, m) == "sr"} else "")
+              if {"cathode", "sigma"} & {m for m in unproven if trained_by[m] == "sr"} else "")
     return [f"Inputs {', '.join(correlated)} change with mjj: on {n_events:,} events the fit-based local Z of "
             f"{', '.join(unproven)} with the classifier trained on {trained_on} is not shown calibrated under "
             "background only (lightly trained CATHODE is over-dispersed: 8 epochs and 2 trees spread 1.36, at its "

@@ -344,21 +344,27 @@ def score_events(
     seeds = [int(seed)] + [sub_seed(seed, 0xE5, k) for k in range(1, n_members)]
     models = [CLRModel(**model_conf, seed=s_k, progress=progress).fit(x, m) for s_k in seeds]
     model = models[0]
-    train_reps = [_event_rep(mm, train, n) for mm in models]
-    z_train, jet_train = train_reps[0][0], [jet for _, jet in train_reps]
-    z_test = _event_rep(model, test, n)[0]
 
-    def norm_scores(d: ConstituentData) -> np.ndarray:
+    def reps(d: ConstituentData) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per encoder, the events' representations and signed jet norms (one encoder pass each)."""
+        return [_event_rep(mm, d, n) for mm in models]
+
+    train_reps = reps(train)
+    jet_train = [jet for _, jet in train_reps]
+
+    def norm_scores(d_reps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Mean over the encoders of each jet's norm quantile among the training jets, then combined."""
-        ranks = np.mean([_jet_ranks(ref, _event_rep(mm, d, n)[1]) for mm, ref in zip(models, jet_train)], axis=0)
+        ranks = np.mean([_jet_ranks(ref, jet) for (_, jet), ref in zip(d_reps, jet_train)], axis=0)
         return combine_jet_scores(ranks, conf["combine"])
 
-    norm_test = norm_scores(test)
+    test_reps = reps(test)
+    z_train, z_test = train_reps[0][0], test_reps[0][0]
+    norm_test = norm_scores(test_reps)
     # Out of fold (``held_out`` given) only the held-out events' scores are kept: the training data need none.
-    z_data = _event_rep(model, data, n)[0] if held_out is None and conf["score"] == "ae" else None
-    norm_data = norm_scores(data) if held_out is None else None
-    z_held = _event_rep(model, held_out, n)[0] if held_out is not None and conf["score"] == "ae" else None
-    held = norm_scores(held_out) if held_out is not None else None
+    data_reps = reps(data) if held_out is None else None
+    held_reps = reps(held_out) if held_out is not None else None
+    z_data, norm_data = (None, None) if data_reps is None else (data_reps[0][0], norm_scores(data_reps))
+    z_held, held = (None, None) if held_reps is None else (held_reps[0][0], norm_scores(held_reps))
     info: dict[str, Any] = {
         "n_train_jets": int(len(x)),
         "loss": conf["loss"],
